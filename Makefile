@@ -1,0 +1,52 @@
+# Everything the project needs is installed from here (and pyproject.toml).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORPORA ?= ../shared/corpora
+DATA   ?= data
+
+.PHONY: setup serve test lint typecheck check proto default-model bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Run the verdict service on the bundled default model (Ctrl-C stops it).
+serve: $(STAMP)
+	$(BIN)/spamgate serve
+
+## The whole test suite, plus lint and type checks.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy model training service bench
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy model training service bench
+
+## Regenerate the gRPC stubs from protos/ (a test fails when they are stale).
+proto: $(STAMP)
+	$(BIN)/python -m service.proto_build
+
+## Unpack the shared corpora (outside git) and retrain the bundled model.
+$(DATA)/.unpacked:
+	mkdir -p $(DATA)
+	for f in $(CORPORA)/*.tar.xz; do tar -xJf $$f -C $(DATA); done
+	touch $@
+
+default-model: $(STAMP) $(DATA)/.unpacked
+	$(BIN)/python -m training.default_model --data $(DATA)
+
+bench: $(STAMP) $(DATA)/.unpacked
+	$(BIN)/python bench/accuracy.py --data $(DATA)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

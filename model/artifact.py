@@ -1,0 +1,225 @@
+"""The on-disk model format: a directory of data, verified before use.
+
+    <version>/manifest.json   what the model is, how it was made, sha256 of every file
+    <version>/weights.npz     coef (sparse: index, value), intercept, calibration
+
+Loading checks every listed file's sha256, refuses any file the manifest does
+not list, reads arrays with ``allow_pickle=False`` and validates shapes and
+values. An artifact is data; nothing in it is ever executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.calibration import Calibration
+from model.features import FEATURE_VERSION, FeatureConfig
+from model.heuristics import HEURISTIC_NAMES
+
+FORMAT = "spamgate-model/1"
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.npz"
+_MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+class ArtifactError(ValueError):
+    """The artifact is missing, damaged, tampered with or incompatible."""
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Weights of the one linear model plus its calibration."""
+
+    coef: np.ndarray  # float32, one per feature column
+    intercept: float
+    calibration: Calibration
+
+    def margin(self, rows: Any) -> np.ndarray:
+        return np.asarray(rows @ self.coef, dtype=np.float64).ravel() + self.intercept
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A loaded, verified model version."""
+
+    path: Path | None
+    manifest: dict[str, Any]
+    features: FeatureConfig
+    model: LinearModel
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def operating_points(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("operating_points", []))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weights_bytes(model: LinearModel) -> bytes:
+    nz = np.flatnonzero(model.coef)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        coef_index=nz.astype(np.int32),
+        coef_value=model.coef[nz].astype(np.float32),
+        n_columns=np.array([model.coef.shape[0]], dtype=np.int64),
+        intercept=np.array([model.intercept], dtype=np.float64),
+        calibration_params=model.calibration.params,
+        calibration_x=model.calibration.x,
+        calibration_y=model.calibration.y,
+    )
+    return buf.getvalue()
+
+
+def write_artifact(
+    out_dir: Path, manifest: dict[str, Any], features: FeatureConfig, model: LinearModel
+) -> Path:
+    """Write a complete artifact directory atomically (temp dir + rename).
+
+    ``manifest`` supplies the descriptive fields (version, training, metrics,
+    operating points); format, feature version/config, heuristics, model
+    shape and file checksums are filled in here so they cannot disagree with
+    what is written.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise ArtifactError(f"{out_dir}: already exists; model versions are immutable")
+    if model.coef.shape != (features.n_columns,):
+        raise ArtifactError(f"coef has {model.coef.shape} columns, features need {features.n_columns}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700; a model is read by the service user too
+    weights = _weights_bytes(model)
+    (tmp / WEIGHTS).write_bytes(weights)
+    full = dict(manifest)
+    full.update(
+        {
+            "format": FORMAT,
+            "feature_version": FEATURE_VERSION,
+            "feature_config": features.to_dict(),
+            "heuristics": list(HEURISTIC_NAMES),
+            "calibration": model.calibration.kind,
+            "files": {WEIGHTS: hashlib.sha256(weights).hexdigest()},
+        }
+    )
+    (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.rename(tmp, out_dir)
+    return out_dir
+
+
+def _require(cond: bool, path: Path, why: str) -> None:
+    if not cond:
+        raise ArtifactError(f"{path}: {why}")
+
+
+def load_artifact(path: Path | str) -> Artifact:
+    """Load and verify an artifact directory; raise ``ArtifactError`` on any doubt."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    _require(path.is_dir(), path, "not a model directory")
+    _require(mpath.is_file(), path, f"no {MANIFEST}")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{mpath}: unreadable manifest: {exc}") from exc
+    _require(isinstance(manifest, dict), mpath, "manifest is not a JSON object")
+    _require(
+        manifest.get("format") == FORMAT, mpath, f"format {manifest.get('format')!r}, expected {FORMAT!r}"
+    )
+    _require("version" in manifest, mpath, "manifest has no version")
+    fv = manifest.get("feature_version")
+    _require(
+        fv == FEATURE_VERSION,
+        mpath,
+        f"feature version {fv!r} cannot be reproduced by this code ({FEATURE_VERSION!r}); "
+        "retrain the model or run a matching spamgate release",
+    )
+    _require(
+        manifest.get("heuristics") == list(HEURISTIC_NAMES),
+        mpath,
+        "heuristic list differs from this code's; the model's columns would not line up",
+    )
+    try:
+        features = FeatureConfig.from_dict(manifest.get("feature_config", {}))
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{mpath}: invalid feature_config: {exc}") from exc
+
+    files = manifest.get("files")
+    _require(isinstance(files, dict) and WEIGHTS in files, mpath, f"manifest does not list {WEIGHTS}")
+    present = {p.name for p in path.iterdir() if p.name != MANIFEST and not p.name.startswith(".")}
+    unlisted = present - set(files) - {"signature.ed25519"}
+    _require(not unlisted, path, f"files not listed in the manifest: {sorted(unlisted)}")
+    for name, digest in files.items():
+        fpath = path / name
+        _require(Path(name).name == name, mpath, f"file name {name!r} is not a plain name")
+        _require(fpath.is_file(), path, f"{name} listed in manifest but missing")
+        _require(
+            fpath.stat().st_size <= _MAX_FILE_BYTES, path, f"{name} is larger than {_MAX_FILE_BYTES} bytes"
+        )
+        actual = sha256_file(fpath)
+        _require(actual == digest, path, f"{name} sha256 mismatch: manifest {digest}, file {actual}")
+
+    try:
+        with np.load(path / WEIGHTS, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path / WEIGHTS}: unreadable: {exc}") from exc
+    model = _model_from_arrays(arrays, features, path)
+    _require(
+        manifest.get("calibration") == model.calibration.kind,
+        mpath,
+        f"manifest says calibration {manifest.get('calibration')!r}, weights hold {model.calibration.kind!r}",
+    )
+    return Artifact(path=path, manifest=manifest, features=features, model=model)
+
+
+def _model_from_arrays(a: dict[str, np.ndarray], features: FeatureConfig, path: Path) -> LinearModel:
+    need = (
+        "coef_index",
+        "coef_value",
+        "n_columns",
+        "intercept",
+        "calibration_params",
+        "calibration_x",
+        "calibration_y",
+    )
+    missing = [k for k in need if k not in a]
+    _require(not missing, path, f"{WEIGHTS} lacks arrays {missing}")
+    n = int(a["n_columns"][0])
+    _require(n == features.n_columns, path, f"weights have {n} columns, features need {features.n_columns}")
+    idx, val = a["coef_index"], a["coef_value"]
+    _require(idx.ndim == 1 and idx.shape == val.shape, path, "coef index/value shapes differ")
+    _require(idx.dtype.kind == "i" and val.dtype.kind == "f", path, "coef arrays have wrong dtypes")
+    _require(bool(np.all((idx >= 0) & (idx < n))), path, "coef index out of range")
+    _require(bool(np.all(np.isfinite(val))), path, "coef holds non-finite values")
+    coef = np.zeros(n, dtype=np.float32)
+    coef[idx] = val
+    intercept = float(a["intercept"][0])
+    _require(np.isfinite(intercept), path, "intercept is not finite")
+    kind = "platt" if a["calibration_params"].size else "isotonic"
+    try:
+        cal = Calibration(kind, a["calibration_params"], a["calibration_x"], a["calibration_y"])
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: {exc}") from exc
+    return LinearModel(coef=coef, intercept=intercept, calibration=cal)

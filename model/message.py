@@ -1,0 +1,110 @@
+"""The parsed view of one message that features are computed from.
+
+Only plain data lives here; the parser (``model.parse``) fills it and the
+feature code (``model.tokens``, ``model.heuristics``) reads it. Keeping the
+view free of ``email.message.Message`` objects means features cannot reach
+back into the raw MIME tree and do unbounded work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed address header: display name and addr-spec."""
+
+    display: str
+    address: str
+
+    @property
+    def domain(self) -> str:
+        """Lower-cased domain part, empty when there is none."""
+        _, at, dom = self.address.rpartition("@")
+        return dom.strip().strip(">").lower() if at else ""
+
+
+@dataclass(frozen=True)
+class ReceivedHop:
+    """One ``Received:`` header, most recent first in ``MessageView.received``."""
+
+    raw: str
+    helo: str
+    rdns: str
+    ip: str
+    by: str
+    date: datetime | None
+
+
+@dataclass(frozen=True)
+class Link:
+    """An HTML anchor: the visible text and where it really points."""
+
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A non-text MIME part (or a part with a file name)."""
+
+    filename: str
+    declared_type: str
+    sniffed_type: str
+    size: int
+
+
+@dataclass
+class MessageView:
+    """Everything features may look at, extracted once within ``ParseLimits``."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    subject: str = ""
+    from_addr: Address | None = None
+    reply_to: Address | None = None
+    return_path: str = ""
+    to_count: int = 0
+    cc_count: int = 0
+    message_id: str | None = None
+    date_raw: str | None = None
+    date: datetime | None = None
+    received: list[ReceivedHop] = field(default_factory=list)
+    text: str = ""
+    html_text: str = ""
+    hidden_text_chars: int = 0
+    html_has_script: bool = False
+    html_has_form: bool = False
+    links: list[Link] = field(default_factory=list)
+    image_count: int = 0
+    urls: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    text_plain_parts: int = 0
+    text_html_parts: int = 0
+    charsets: list[str] = field(default_factory=list)
+    text_transfer_encodings: list[str] = field(default_factory=list)
+    content_types: list[str] = field(default_factory=list)
+    raw_size: int = 0
+    defects: int = 0
+    cut: list[str] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        """First value of a header (case-insensitive), decoded; None if absent."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        """Every value of a header, in message order."""
+        lname = name.lower()
+        return [value for key, value in self.headers if key.lower() == lname]
+
+    @property
+    def all_text(self) -> str:
+        """Plain text and HTML visible text together: what a reader sees."""
+        if self.text and self.html_text:
+            return self.text + "\n" + self.html_text
+        return self.text or self.html_text

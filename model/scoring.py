@@ -1,0 +1,85 @@
+"""Score one message: calibrated probability and the reasons behind it.
+
+The reasons are the largest terms of the linear model's sum, weight × value,
+named by the tokens or heuristic that filled the column. Hashing can put two
+tokens in one column; then both names are shown, joined by ``|``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.artifact import Artifact
+from model.features import FeatureExtractor
+from model.heuristics import HEURISTIC_NAMES
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One term of the verdict: positive pushes towards spam."""
+
+    name: str
+    kind: str  # "token" or "heuristic"
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Score:
+    """The model's answer for one message."""
+
+    probability: float
+    margin: float
+    reasons: tuple[Reason, ...]
+    cut: tuple[str, ...]
+    model_version: str
+
+
+class Scorer:
+    """Binds an artifact to the feature extractor it was trained with."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.extractor = FeatureExtractor(artifact.features)
+        self._n_hash = artifact.features.n_hash
+
+    @property
+    def version(self) -> str:
+        return self.artifact.version
+
+    def probabilities(self, raws: Iterable[bytes]) -> np.ndarray:
+        """Calibrated spam probabilities for many messages (batch path, no reasons)."""
+        rows = self.extractor.transform(raws)
+        return self.artifact.model.calibration.probability(self.artifact.model.margin(rows))
+
+    def score(self, raw: bytes, top_k: int = 8) -> Score:
+        """Probability and the ``top_k`` strongest reasons for one message."""
+        view = self.extractor.parse(raw)
+        row, tokens = self.extractor.transform_one(view)
+        model = self.artifact.model
+        margin = float(model.margin(row)[0])
+        prob = float(model.calibration.probability(np.array([margin]))[0])
+        reasons = self._reasons(row, tokens, top_k) if top_k > 0 else ()
+        return Score(prob, margin, reasons, tuple(view.cut), self.version)
+
+    def _reasons(self, row: object, tokens: list[str], top_k: int) -> tuple[Reason, ...]:
+        coef = self.artifact.model.coef
+        cols = row.indices  # type: ignore[attr-defined]
+        contrib = row.data * coef[cols]  # type: ignore[attr-defined]
+        order = np.argsort(-np.abs(contrib))[:top_k]
+        chosen = [(int(cols[i]), float(contrib[i])) for i in order if contrib[i] != 0.0]
+        names: dict[int, list[str]] = {}
+        token_cols = {c for c, _ in chosen if c < self._n_hash}
+        if token_cols:
+            for tok, col in zip(tokens, self.extractor.token_columns(tokens), strict=True):
+                if int(col) in token_cols:
+                    names.setdefault(int(col), []).append(tok)
+        out = []
+        for col, value in chosen:
+            if col >= self._n_hash:
+                out.append(Reason(HEURISTIC_NAMES[col - self._n_hash], "heuristic", value))
+            else:
+                out.append(Reason("|".join(sorted(names.get(col, ["?"]))[:3]), "token", value))
+        return tuple(out)

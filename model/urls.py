@@ -1,0 +1,111 @@
+"""Finding URLs in text and naming their hosts.
+
+Hosts are the most durable spam signal in a URL (paths are randomised per
+message, hosts are bought and reused), so features use hosts and their
+parent domains, never full URLs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+URL_RE = re.compile(r"""(?i)\b(?:https?://|www\.)[^\s<>"'()\[\]{}]{2,500}""")
+
+# Well-known redirectors: a shortened link hides its destination from the reader.
+SHORTENERS = frozenset(
+    {
+        "bit.ly",
+        "tinyurl.com",
+        "goo.gl",
+        "t.co",
+        "ow.ly",
+        "is.gd",
+        "buff.ly",
+        "tiny.cc",
+        "rebrand.ly",
+        "cutt.ly",
+        "shorturl.at",
+        "rb.gy",
+        "t.ly",
+        "bl.ink",
+        "lnkd.in",
+        "s.id",
+        "v.gd",
+        "qr.ae",
+        "adf.ly",
+        "shorte.st",
+        "x.co",
+        "snip.ly",
+        "tr.im",
+        "cli.gs",
+        "budurl.com",
+        "su.pr",
+        "url4.eu",
+        "tinyurl.co.uk",
+        "snipurl.com",
+    }
+)
+
+
+def find_urls(text: str, limit: int) -> list[str]:
+    """URLs in running text, in order, at most ``limit``."""
+    out: list[str] = []
+    for m in URL_RE.finditer(text):
+        out.append(m.group(0).rstrip(".,;:!?"))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def url_host(url: str) -> str:
+    """Lower-cased host of a URL (``www.x`` without scheme allowed); '' if none."""
+    u = url.strip()
+    if u.lower().startswith("www."):
+        u = "http://" + u
+    try:
+        host = urlsplit(u).hostname or ""
+    except ValueError:
+        return ""
+    return host.strip(".").lower()[:253]
+
+
+_MAYBE_IP = re.compile(r"[\d.]+|[0-9a-f:]*:[0-9a-f:.]*|0x[0-9a-f]+", re.IGNORECASE)
+
+
+def is_ip_literal(host: str) -> bool:
+    """True for dotted-quad, IPv6 or the decimal/hex integer forms spammers use."""
+    if not host or not _MAYBE_IP.fullmatch(host):
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d{8,10})", host))
+
+
+def parent_domains(host: str, max_labels: int = 3) -> list[str]:
+    """``a.b.example.com`` → ``example.com``, ``b.example.com`` (shortest first).
+
+    Registered domains are approximated by the last two labels (three when the
+    second-level label is short, e.g. ``co.uk``); a public-suffix list would be
+    more exact but this is what lets ``x1.spamhost.com`` and ``x2.spamhost.com``
+    share a feature.
+    """
+    if is_ip_literal(host):
+        return [host]
+    labels = [x for x in host.split(".") if x]
+    if len(labels) < 2:
+        return [host] if host else []
+    base = 3 if len(labels) >= 3 and len(labels[-2]) <= 3 and len(labels[-1]) == 2 else 2
+    out = []
+    for n in range(base, min(len(labels), base + max_labels - 1) + 1):
+        out.append(".".join(labels[-n:]))
+    return out
+
+
+def is_shortener(host: str) -> bool:
+    """True when the host (or its registered domain) is a known URL shortener."""
+    return host in SHORTENERS or any(d in SHORTENERS for d in parent_domains(host))

@@ -1,0 +1,1 @@
+"""spamgate's service side: CLI, gRPC server, policy, clients."""

@@ -1,0 +1,30 @@
+"""The ``spamgate`` command: one entry point, subcommands registered by each part."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training import cli as training_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spamgate", description="Spam verdicts for mail gateways.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    training_cli.add_parsers(sub)
+    try:
+        from service import commands as service_commands
+    except ImportError:  # pragma: no cover - service part not installed
+        pass
+    else:
+        service_commands.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Feature rows: stable hashing, field prefixes, language independence, config validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.features import FeatureConfig, FeatureExtractor
+from model.heuristics import HEURISTIC_NAMES
+from model.parse import parse_message
+from model.tokens import TokenConfig, message_tokens
+from tests.mail import html, make
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = (
+    "import json,sys; from model.features import FeatureExtractor; from tests.mail import make;"
+    "X=FeatureExtractor().transform([make(), make({'Subject':'Cheap pills'})]);"
+    "print(json.dumps([X.indices.tolist(), [round(float(v),6) for v in X.data]]))"
+)
+
+
+def test_hashing_is_identical_across_processes() -> None:
+    outs = set()
+    for seed in ("0", "1", "12345", "random"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        r = subprocess.run(
+            [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
+        outs.add(r.stdout)
+    assert len(outs) == 1
+    indices, _ = json.loads(outs.pop())
+    assert len(indices) > 20
+
+
+def test_row_layout() -> None:
+    fx = FeatureExtractor(FeatureConfig(n_bits=16))
+    X = fx.transform([make(), b"", b"\x00junk"])
+    assert X.shape == (3, (1 << 16) + len(HEURISTIC_NAMES))
+    tok = X[0, : 1 << 16].toarray()
+    assert abs(float(np.sqrt((tok**2).sum())) - 1.0) < 1e-5  # L2-normalised token block
+
+
+def test_tokens_carry_field_prefixes() -> None:
+    toks = message_tokens(
+        parse_message(make({"Subject": "Budget review"}, body="see http://www.example.com/x\n")),
+        TokenConfig(),
+    )
+    assert toks["s:budget"] == 1 and toks["b:see"] == 1
+    assert toks["fd:example.org"] == 1 and toks["u:example.com"] == 1
+    assert "ri:93.184.216" in toks and "hn:message-id" in toks
+
+
+def test_no_space_languages_get_character_ngrams() -> None:
+    toks = message_tokens(parse_message(make(body="今天的会议记录在附件里")), TokenConfig())
+    assert toks["b:会议"] == 1 and toks["b:记录"] == 1
+    thai = message_tokens(parse_message(make(body="สวัสดีครับ")), TokenConfig())
+    assert any(t.startswith("b:") and len(t) == 4 for t in thai)
+
+
+def test_hidden_html_text_is_not_tokenised_as_visible() -> None:
+    toks = message_tokens(
+        parse_message(html('<p>offer</p><div style="display:none">kernel</div>')), TokenConfig()
+    )
+    assert "b:offer" in toks and "b:kernel" not in toks
+
+
+def test_token_columns_match_rows() -> None:
+    fx = FeatureExtractor(FeatureConfig(n_bits=18))
+    row, tokens = fx.transform_one(fx.parse(make()))
+    cols = set(fx.token_columns(tokens).tolist())
+    assert cols == {c for c in row.indices.tolist() if c < (1 << 18)}
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="n_bits"):
+        FeatureConfig(n_bits=40)
+    with pytest.raises(ValueError, match="weighting"):
+        FeatureConfig(weighting="tfidf")
+    cfg = FeatureConfig(n_bits=12, tokens=TokenConfig(word_bigrams=True))
+    assert FeatureConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(TypeError):
+        FeatureConfig.from_dict({**cfg.to_dict(), "surprise": 1})

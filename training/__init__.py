@@ -1,0 +1,1 @@
+"""Offline training: corpus readers, splits, fitting, calibration, evaluation."""

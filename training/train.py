@@ -1,0 +1,139 @@
+"""One training run: corpora in, verified artifact out."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from model.artifact import write_artifact
+from model.features import FeatureConfig
+from training.corpora import LabelledMessage, read_corpus
+from training.featurize import Featurized, featurize
+from training.fit import FitResult, TrainConfig, fit
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Where one training corpus is and how to read it."""
+
+    path: str
+    fmt: str = "auto"
+    label: str | None = None
+    root: str | None = None
+
+    def read(self) -> Iterator[LabelledMessage]:
+        return read_corpus(self.path, self.fmt, self.label, self.root)
+
+
+def load_corpora(
+    specs: list[CorpusSpec], config: FeatureConfig, n_jobs: int, progress: bool
+) -> tuple[Featurized, list[dict[str, Any]]]:
+    """Featurise every corpus; return the rows in time order and a per-corpus summary."""
+    parts: list[Featurized] = []
+    summary: list[dict[str, Any]] = []
+    for spec in specs:
+        f = featurize(spec.read(), config, n_jobs=n_jobs, progress=progress)
+        parts.append(f)
+        summary.append(
+            {
+                "name": Path(spec.path).name,
+                "format": spec.fmt,
+                "messages": len(f.y),
+                "ham": int((f.y == 0).sum()),
+                "spam": int((f.y == 1).sum()),
+                "content_sha256": f.content_sha256,
+            }
+        )
+    data = (
+        parts[0]
+        if len(parts) == 1
+        else Featurized(
+            X=sp.vstack([p.X for p in parts], format="csr"),
+            y=np.concatenate([p.y for p in parts]),
+            sources=[s for p in parts for s in p.sources],
+            order=[o for p in parts for o in p.order],
+            message_ids=[m for p in parts for m in p.message_ids],
+            digests=[d for p in parts for d in p.digests],
+        )
+    )
+    return in_time_order(deduplicate(data)), summary
+
+
+def deduplicate(data: Featurized) -> Featurized:
+    """Drop byte-identical copies (corpora overlap: csdmc2010 ⊃ 2,334 SpamAssassin messages)."""
+    seen: set[str] = set()
+    keep = []
+    for i, d in enumerate(data.digests):
+        if d not in seen:
+            seen.add(d)
+            keep.append(i)
+    return data if len(keep) == len(data.y) else data.subset(np.asarray(keep))
+
+
+def in_time_order(data: Featurized) -> Featurized:
+    """Oldest first; messages without a time keep their place at the end."""
+    keys = np.array([np.inf if o is None else o for o in data.order], dtype=np.float64)
+    return data.subset(np.argsort(keys, kind="stable"))
+
+
+def new_version(content_sha256: str, now: datetime | None = None) -> str:
+    """Sortable, unique version name: UTC time plus a hash of the training data."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%d-%H%M%S") + "-" + content_sha256[:8]
+
+
+def build_manifest(
+    version: str,
+    result: FitResult,
+    train_cfg: TrainConfig,
+    corpora: list[dict[str, Any]],
+    content_sha256: str,
+    n_train: int,
+    command: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training": {
+            "corpora": corpora,
+            "messages": n_train,
+            "content_sha256": content_sha256,
+            "command": command if command is not None else shlex.join(["spamgate", *sys.argv[1:]]),
+            "train_config": train_cfg.to_dict(),
+            "train_seconds": round(result.train_seconds, 2),
+        },
+        "validation": result.validation,
+        "operating_points": result.operating_points,
+    }
+
+
+def train(
+    specs: list[CorpusSpec],
+    out: Path,
+    feature_cfg: FeatureConfig,
+    train_cfg: TrainConfig,
+    exact: bool = False,
+    n_jobs: int = -1,
+    progress: bool = True,
+    command: str | None = None,
+) -> Path:
+    """Featurise, fit and write a new artifact; returns its directory."""
+    t0 = time.perf_counter()
+    data, corpora = load_corpora(specs, feature_cfg, n_jobs, progress)
+    result = fit(data.X, data.y, train_cfg)
+    digest = hashlib.sha256("".join(c["content_sha256"] for c in corpora).encode()).hexdigest()
+    version = new_version(digest)
+    manifest = build_manifest(version, result, train_cfg, corpora, digest, len(data.y), command)
+    manifest["training"]["total_seconds"] = round(time.perf_counter() - t0, 2)
+    target = Path(out) if exact else Path(out) / version
+    return write_artifact(target, manifest, feature_cfg, result.model)

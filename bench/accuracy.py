@@ -1,0 +1,149 @@
+"""Accuracy benchmark: spamgate on the peers' splits and on the other corpora.
+
+    python bench/accuracy.py --data DATA [--splits S1,S2,csdmc2010,...]
+
+DATA is the folder where ../shared/corpora/*.tar.xz are unpacked (``make bench`` does it).
+Writes bench/results/accuracy.json, ROC plots bench/results/roc_*.png, and the
+accuracy section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import PEERS, REPO, peer_results, peer_split, random_corpus_split, run, scoring_rate
+from model.features import FeatureConfig
+from training.evaluate import plot_roc
+from training.fit import TrainConfig
+
+DEFAULT_SPLITS = "S1,S2,csdmc2010,enron_spam,lingspam"
+BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.3f}%"
+
+
+def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command: str) -> str:
+    lines = [
+        BEGIN,
+        "## Accuracy",
+        "",
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, 2 cores).",
+        "Thresholds come from the training half only (out-of-fold), then are applied to the test half.",
+        "",
+        "| split | n test | ROC AUC | 1-ROCA% | ECE | FPR / catch @aggressive | FPR / catch @balanced "
+        "| FPR / catch @lenient | catch @FPR 0.1% (test) | train s | scoring msgs/s/core |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pts = {p["name"]: p for p in r["at_operating_points"]}
+        cells = [
+            f"{r['split']} ({r['description']})",
+            str(r["n"]),
+            f"{r['roc_auc']:.5f}",
+            f"{r['one_minus_roca_pct']:.4f}",
+            f"{r['ece']:.4f}",
+            *(f"{_pct(pts[n]['fpr'])} / {_pct(pts[n]['catch'])}" for n in ("aggressive", "balanced", "lenient")),
+            _pct(r["catch_at_fpr"]["0.001"]),
+            f"{r['train_seconds_total']:.1f}",
+            f"{r['scoring_msgs_per_s']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if peers:
+        lines += [
+            "",
+            "### Side by side with the peers (same splits; peer figures from ../shared/peers/results.md)",
+            "",
+            "| split | filter | 1-ROCA% | FPR @default | FNR @default | catch @FPR 0.1% | catch @FPR 1% |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        by_split = {r["split"]: r for r in results}
+        for sid in ("S1", "S2"):
+            r = by_split.get(sid)
+            if r is None:
+                continue
+            bal = next(p for p in r["at_operating_points"] if p["name"] == "balanced")
+            lines.append(
+                f"| {sid} | **spamgate** (balanced point) | **{r['one_minus_roca_pct']:.4f}** | "
+                f"{_pct(bal['fpr'])} | {_pct(bal['fnr'])} | {_pct(r['catch_at_fpr']['0.001'])} | "
+                f"{_pct(r['catch_at_fpr']['0.01'])} |"
+            )
+            for p in (p for p in peers if p["split_id"] == sid):
+                lines.append(
+                    f"| {sid} | {p['peer']} | {p['1-ROCA%']} | {p['FPR@default']} | {p['FNR@default']} | "
+                    f"{p['catch@FPR0.1%']} | {p['catch@FPR1%']} |"
+                )
+    lines += ["", "Reliability (test half, 10 bins: mean predicted → observed spam rate, count):", ""]
+    for r in results:
+        cells = [
+            f"{b['mean_predicted']:.2f}→{b['observed_spam_rate']:.2f} ({b['count']})"
+            for b in r["reliability"]
+            if b["count"]
+        ]
+        lines.append(f"- {r['split']}: " + ", ".join(cells))
+    lines += ["", "ROC plots: " + ", ".join(f"`bench/results/roc_{r['split']}.png`" for r in results), END]
+    return "\n".join(lines) + "\n"
+
+
+def update_benchmarks_md(section: str, path: Path) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="folder with the unpacked corpora")
+    ap.add_argument("--peers", type=Path, default=PEERS)
+    ap.add_argument("--splits", default=DEFAULT_SPLITS)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "accuracy.json")
+    ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    command = shlex.join(["python", "bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+    fcfg, tcfg = FeatureConfig(), TrainConfig()
+    results = []
+    for name in args.splits.split(","):
+        split = (
+            peer_split(name, args.data, args.peers)
+            if name.startswith("S")
+            else random_corpus_split(args.data / name)
+        )
+        summary, fit_result, y, probs = run(split, fcfg, tcfg, args.jobs)
+        summary["scoring_msgs_per_s"] = scoring_rate(split.test, fcfg, fit_result.model.coef)
+        summary["feature_config"] = fcfg.to_dict()
+        summary["train_config"] = tcfg.to_dict()
+        plot_roc([("spamgate", y, probs)], args.out.parent / f"roc_{name}.png", f"ROC — {split.description}")
+        bal = next(p for p in summary["at_operating_points"] if p["name"] == "balanced")
+        print(
+            f"{name:<12} n={summary['n']:<6} AUC {summary['roc_auc']:.5f}  1-ROCA% "
+            f"{summary['one_minus_roca_pct']:.4f}  ECE {summary['ece']:.4f}  balanced FPR "
+            f"{_pct(bal['fpr'])} catch {_pct(bal['catch'])}  train {summary['train_seconds_total']:.1f}s  "
+            f"score {summary['scoring_msgs_per_s']:.0f} msg/s",
+            flush=True,
+        )
+        results.append(summary)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": command, "results": results}, indent=1) + "\n")
+    update_benchmarks_md(markdown(results, peer_results(args.peers), command), args.markdown)
+    print(f"wrote {args.out} and {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

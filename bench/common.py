@@ -1,0 +1,113 @@
+"""Shared pieces of the benchmarks: split loading, one train/test run, peer figures."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.features import FeatureConfig, FeatureExtractor
+from training import metrics
+from training.corpora import LabelledMessage, read_corpus
+from training.featurize import Featurized, featurize
+from training.fit import FitResult, TrainConfig, fit
+from training.splits import random_split
+
+REPO = Path(__file__).resolve().parents[1]
+PEERS = REPO.parent / "shared" / "peers"
+
+
+@dataclass
+class Split:
+    """A named train/test pair of labelled messages."""
+
+    name: str
+    description: str
+    train: list[LabelledMessage]
+    test: list[LabelledMessage]
+
+
+def peer_split(name: str, data: Path, peers: Path = PEERS) -> Split:
+    """One of the peers' splits (``splits/NAME_{train,test}.tsv``), paths relative to ``data``."""
+    tr = list(read_corpus(peers / "splits" / f"{name}_train.tsv", "labels", root=data))
+    te = list(read_corpus(peers / "splits" / f"{name}_test.tsv", "labels", root=data))
+    desc = {"S1": "spamassassin, seeded random 50/50", "S2": "trec07p_dev, time-ordered 12,500/12,500"}
+    return Split(name, desc.get(name, name), tr, te)
+
+
+def random_corpus_split(corpus: Path, seed: int = 0) -> Split:
+    """Seeded 50/50 split of a whole corpus, near-duplicates (same Message-ID) on one side."""
+    msgs = list(read_corpus(corpus, "dir"))
+    fx = FeatureExtractor()
+    keys = [fx.parse(m.raw[:65536]).message_id for m in msgs]
+    tr, te = random_split(len(msgs), 0.5, seed=seed, group_keys=keys)
+    return Split(
+        corpus.name,
+        f"{corpus.name}, seeded random 50/50 (seed {seed})",
+        [msgs[i] for i in tr],
+        [msgs[i] for i in te],
+    )
+
+
+def run(
+    split: Split, fcfg: FeatureConfig, tcfg: TrainConfig, n_jobs: int = 2
+) -> tuple[dict[str, Any], FitResult, np.ndarray, np.ndarray]:
+    """Train on split.train (in corpus/time order), score split.test; all the figures."""
+    t0 = time.perf_counter()
+    train = featurize(split.train, fcfg, n_jobs=n_jobs, progress=False)
+    feat_s = time.perf_counter() - t0
+    result = fit(train.X, train.y, tcfg)
+    train_total = time.perf_counter() - t0
+    test: Featurized = featurize(split.test, fcfg, n_jobs=n_jobs, progress=False)
+    probs = result.model.calibration.probability(result.model.margin(test.X))
+    summary = metrics.summary(test.y, probs, result.operating_points)
+    summary.update(
+        {
+            "split": split.name,
+            "description": split.description,
+            "n_train": len(split.train),
+            "featurize_seconds": round(feat_s, 2),
+            "fit_seconds": round(result.train_seconds, 2),
+            "train_seconds_total": round(train_total, 2),
+            "operating_points_validation": result.operating_points,
+        }
+    )
+    return summary, result, test.y, probs
+
+
+def scoring_rate(messages: list[LabelledMessage], fcfg: FeatureConfig, coef: np.ndarray, n: int = 3000) -> float:
+    """Messages/second of features + model on one core (single process, batches of 500)."""
+    fx = FeatureExtractor(fcfg)
+    raws = [m.raw for m in messages[:n]]
+    t = time.perf_counter()
+    for i in range(0, len(raws), 500):
+        X = fx.transform(raws[i : i + 500])
+        _ = X @ coef
+    return len(raws) / (time.perf_counter() - t)
+
+
+def peer_results(peers: Path = PEERS) -> list[dict[str, str]]:
+    """Rows of the peers' ``results.md`` table."""
+    path = peers / "results.md"
+    if not path.is_file():
+        return []
+    rows: list[dict[str, str]] = []
+    header: list[str] = []
+    last_split = ""
+    for line in path.read_text().splitlines():
+        if not line.startswith("|") or set(line) <= {"|", "-", " "}:
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if not header:
+            header = cells
+            continue
+        row = dict(zip(header, cells, strict=False))
+        m = re.match(r"(S\d+)", row.get("split", ""))
+        last_split = m.group(1) if m else last_split
+        row["split_id"] = last_split
+        rows.append(row)
+    return rows

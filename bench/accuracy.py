@@ -53,7 +53,10 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
             f"{r['roc_auc']:.5f}",
             f"{r['one_minus_roca_pct']:.4f}",
             f"{r['ece']:.4f}",
-            *(f"{_pct(pts[n]['fpr'])} / {_pct(pts[n]['catch'])}" for n in ("aggressive", "balanced", "lenient")),
+            *(
+                f"{_pct(pts[n]['fpr'])} / {_pct(pts[n]['catch'])}"
+                for n in ("aggressive", "balanced", "lenient")
+            ),
             _pct(r["catch_at_fpr"]["0.001"]),
             f"{r['train_seconds_total']:.1f}",
             f"{r['scoring_msgs_per_s']:.0f}",
@@ -69,9 +72,9 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
         ]
         by_split = {r["split"]: r for r in results}
         for sid in ("S1", "S2"):
-            r = by_split.get(sid)
-            if r is None:
+            if sid not in by_split:
                 continue
+            r = by_split[sid]
             bal = next(p for p in r["at_operating_points"] if p["name"] == "balanced")
             lines.append(
                 f"| {sid} | **spamgate** (balanced point) | **{r['one_minus_roca_pct']:.4f}** | "

@@ -79,7 +79,9 @@ def run(
     return summary, result, test.y, probs
 
 
-def scoring_rate(messages: list[LabelledMessage], fcfg: FeatureConfig, coef: np.ndarray, n: int = 3000) -> float:
+def scoring_rate(
+    messages: list[LabelledMessage], fcfg: FeatureConfig, coef: np.ndarray, n: int = 3000
+) -> float:
     """Messages/second of features + model on one core (single process, batches of 500)."""
     fx = FeatureExtractor(fcfg)
     raws = [m.raw for m in messages[:n]]

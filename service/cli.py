@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from service import commands as service_commands
 from training import cli as training_cli
 
 
@@ -12,12 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spamgate", description="Spam verdicts for mail gateways.")
     sub = parser.add_subparsers(dest="command", required=True)
     training_cli.add_parsers(sub)
-    try:
-        from service import commands as service_commands
-    except ImportError:  # pragma: no cover - service part not installed
-        pass
-    else:
-        service_commands.add_parsers(sub)
+    service_commands.add_parsers(sub)
     return parser
 
 

@@ -1,9 +1,182 @@
-"""Service-side subcommands: ``classify`` (and, as they land, ``serve``…)."""
+"""``spamgate serve`` and ``spamgate classify``: argument handling; the work is elsewhere."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+from service.config import DEFAULT_PORT, ConfigError, load_config
+
+log = logging.getLogger("spamgate.serve")
 
 
 def add_parsers(sub: Any) -> None:
-    """Register service subcommands (none yet beyond training's)."""
+    s = sub.add_parser("serve", help="run the gRPC verdict service")
+    s.add_argument("--config", type=Path, help="TOML configuration file")
+    s.add_argument("--address", help="listen address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help=f"listen port (default {DEFAULT_PORT}; 0 picks a free one)")
+    s.add_argument("--model", help="model artifact folder (default: the bundled model)")
+    s.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464; 0 disables)")
+    s.add_argument("--log-format", choices=("json", "text"), help="log lines as JSON (default) or text")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("classify", help="verdicts for messages, from a server or in-process")
+    c.add_argument("paths", nargs="+", help="message files, folders of messages, or - for stdin")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--server", help="host:port of a running spamgate serve")
+    where.add_argument(
+        "--model", type=Path, help="score in-process with this artifact (default: bundled model)"
+    )
+    c.add_argument("--config", type=Path, help="TOML config for in-process policy and limits")
+    c.add_argument("--json", action="store_true", help="one JSON object per line")
+    c.add_argument("--timeout", type=float, default=10.0, help="per-message deadline with --server (s)")
+    c.set_defaults(func=cmd_classify)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.logs import setup_logging
+    from service.registry import ModelHolder
+    from service.server import start_server
+
+    overrides = {
+        "server": {"address": args.address, "port": args.port},
+        "model": {"path": args.model},
+        "metrics": {"port": args.metrics_port},
+        "logging": {"format": args.log_format},
+    }
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"spamgate serve: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.logging.format, cfg.logging.level)
+    holder = ModelHolder(cfg.limits)
+    try:
+        running = start_server(cfg, holder)
+    except (OSError, RuntimeError) as exc:
+        print(f"spamgate serve: cannot start: {exc}", file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info(
+            "shutting down",
+            extra={"signal": signal.Signals(signum).name, "grace_s": cfg.server.grace_seconds},
+        )
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "listening",
+        extra={"address": cfg.server.address, "port": running.port, "metrics_port": running.metrics_port},
+    )
+    # The port line on stdout lets scripts (and tests) find an ephemeral port.
+    print(f"spamgate serving on {cfg.server.address}:{running.port}", flush=True)
+    try:
+        scorer = holder.load(cfg.model_path)
+    except Exception as exc:
+        log.error("model failed to load", extra={"path": str(cfg.model_path), "error": str(exc)})
+        running.stop(0).wait()
+        return 2
+    log.info("model loaded", extra={"version": scorer.version, "path": str(cfg.model_path)})
+    stopping.wait()
+    running.stop(cfg.server.grace_seconds).wait()
+    log.info("stopped")
+    return 0
+
+
+def iter_messages(paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) for every file named, every file in folders named (sorted), or stdin."""
+    for p in paths:
+        if p == "-":
+            yield "-", sys.stdin.buffer.read()
+            continue
+        path = Path(p)
+        if path.is_dir():
+            for f in sorted(x for x in path.rglob("*") if x.is_file()):
+                yield str(f), f.read_bytes()
+        else:
+            yield str(path), path.read_bytes()
+
+
+def _print(name: str, d: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"path": name, **d}), flush=True)
+    else:
+        reasons = ", ".join(f"{r['name']}{r['contribution']:+.2f}" for r in d.get("reasons", [])[:3])
+        print(
+            f"{name}\t{d['action']}\tp={d['spam_probability']:.4f}\t{d['model_version']}\t{reasons}",
+            flush=True,
+        )
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    try:
+        messages = iter_messages(args.paths)
+        if args.server:
+            return _classify_remote(args, messages)
+        return _classify_local(args, messages)
+    except OSError as exc:
+        print(f"spamgate classify: {exc}", file=sys.stderr)
+        return 2
+
+
+def _classify_local(args: argparse.Namespace, messages: Iterator[tuple[str, bytes]]) -> int:
+    from model.artifact import ArtifactError
+    from service.policy import ThresholdPolicy
+    from service.registry import ModelHolder
+    from service.server import Engine
+    from service.verdict import Request, RequestError, verdict_dict
+
+    try:
+        cfg = load_config(args.config, {"model": {"path": str(args.model) if args.model else None}})
+        holder = ModelHolder(cfg.limits)
+        holder.load(cfg.model_path)
+    except (ConfigError, ArtifactError) as exc:
+        print(f"spamgate classify: {exc}", file=sys.stderr)
+        return 2
+    engine = Engine(holder, ThresholdPolicy.from_section(cfg.policy), cfg.server.max_message_bytes)
+    status = 0
+    for name, raw in messages:
+        try:
+            v = engine.classify(Request(message=raw, correlation_id=name), "local")
+        except RequestError as exc:
+            print(f"{name}: {exc.message}", file=sys.stderr)
+            status = 1
+            continue
+        _print(name, verdict_dict(v), args.json)
+    return status
+
+
+def _classify_remote(args: argparse.Namespace, messages: Iterator[tuple[str, bytes]]) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from service.client import SpamGateClient
+
+    status = 0
+    with SpamGateClient(args.server, timeout=args.timeout) as client:
+        for name, raw in messages:
+            try:
+                r = client.classify(raw, correlation_id=name)
+            except grpc.RpcError as exc:
+                print(f"{name}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                status = 1
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    return 3
+                continue
+            d = MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+            d["action"] = d["action"].removeprefix("ACTION_")
+            d["spam_probability"] = round(r.spam_probability, 6)
+            for reason in d.get("reasons", []):
+                reason["contribution"] = round(reason["contribution"], 4)
+            _print(name, d, args.json)
+    return status

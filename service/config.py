@@ -1,0 +1,212 @@
+"""Server configuration: a TOML file plus command-line overrides, validated up front.
+
+Every error names the key and why, and all errors are reported at once, so an
+admin fixes a config in one pass instead of one restart per typo.
+
+    [server]
+    address = "127.0.0.1"
+    port = 50051
+    workers = 8                 # threads serving RPCs
+    max_concurrent_rpcs = 64    # beyond this: RESOURCE_EXHAUSTED
+    max_message_bytes = 26214400
+    grace_seconds = 10
+    [model]
+    path = ""                   # empty: the bundled model
+    [limits]                    # what the parser scans (see model.limits.ParseLimits)
+    max_bytes = 524288
+    [metrics]
+    port = 9464                 # 0 disables the Prometheus endpoint
+    address = "127.0.0.1"
+    [logging]
+    format = "json"             # or "text"
+    level = "INFO"
+    [policy]                    # the default policy (see service.policy)
+    tag = "aggressive"          # an operating point name, or a probability
+    reroute = "balanced"
+    reject = "lenient"
+    delete = "off"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from model.bundled import bundled_model_path
+from model.limits import ParseLimits
+
+DEFAULT_PORT = 50051
+DEFAULT_METRICS_PORT = 9464
+
+
+class ConfigError(ValueError):
+    """One or more configuration errors, each naming the key."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    address: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 8
+    max_concurrent_rpcs: int = 64
+    max_message_bytes: int = 25 * 1024 * 1024
+    grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    address: str = "127.0.0.1"
+    port: int = DEFAULT_METRICS_PORT
+
+
+@dataclass(frozen=True)
+class LoggingSection:
+    format: str = "json"
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    tag: str = "aggressive"
+    reroute: str = "balanced"
+    reject: str = "lenient"
+    delete: str = "off"
+    subject_tag: str = "[SPAM] "
+    reroute_to: str = "quarantine@localhost"
+    reject_text: str = "5.7.1 Message rejected as spam"
+    info_headers: bool = True
+    max_reasons: int = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerSection = field(default_factory=ServerSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    limits: dict[str, int] = field(default_factory=dict)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.model.path) if self.model.path else bundled_model_path()
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(**self.limits)
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerSection,
+    "model": ModelSection,
+    "metrics": MetricsSection,
+    "logging": LoggingSection,
+    "policy": PolicySection,
+}
+
+
+def _typed(section: str, cls: type, raw: Any, errors: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        errors.append(f"[{section}] must be a table")
+        return cls()
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            errors.append(f"[{section}] unknown key {key!r} (known: {', '.join(sorted(known))})")
+            continue
+        want = type(getattr(cls(), key))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            errors.append(f"[{section}] {key} must be {want.__name__}, got {value!r}")
+            continue
+        values[key] = value
+    return cls(**values)
+
+
+def _check_port(name: str, port: int, errors: list[str], allow_zero: bool = False) -> None:
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        errors.append(f"{name} must be in {0 if allow_zero else 1}..65535, got {port}")
+
+
+def validate(cfg: Config) -> list[str]:
+    """Semantic checks beyond types; returns every problem found."""
+    errors: list[str] = []
+    s = cfg.server
+    _check_port("[server] port", s.port, errors, allow_zero=True)  # 0: pick a free port
+    _check_port("[metrics] port", cfg.metrics.port, errors, allow_zero=True)
+    if cfg.metrics.port and cfg.metrics.port == s.port and cfg.metrics.address == s.address:
+        errors.append("[metrics] port must differ from [server] port")
+    for key in ("workers", "max_concurrent_rpcs", "max_message_bytes"):
+        if getattr(s, key) < 1:
+            errors.append(f"[server] {key} must be >= 1, got {getattr(s, key)}")
+    if s.grace_seconds < 0:
+        errors.append(f"[server] grace_seconds must be >= 0, got {s.grace_seconds}")
+    if cfg.logging.format not in ("json", "text"):
+        errors.append(f"[logging] format must be 'json' or 'text', got {cfg.logging.format!r}")
+    if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        errors.append(f"[logging] level must be DEBUG, INFO, WARNING or ERROR, got {cfg.logging.level!r}")
+    try:
+        ParseLimits(**cfg.limits)
+    except (TypeError, ValueError) as exc:
+        errors.append(f"[limits] {exc}")
+    mp = cfg.model_path
+    if not (mp / "manifest.json").is_file():
+        errors.append(f"[model] path {str(mp)!r}: no model there (no manifest.json)")
+    from service.policy import PolicyError, ThresholdPolicy
+
+    try:
+        ThresholdPolicy.from_section(cfg.policy)
+    except PolicyError as exc:
+        errors.extend(f"[policy] {e}" for e in exc.errors)
+    return errors
+
+
+def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read ``path`` (if given), apply ``overrides`` (section → key → value), validate."""
+    errors: list[str] = []
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    kwargs: dict[str, Any] = {}
+    for section, value in raw.items():
+        if section == "limits":
+            if not isinstance(value, dict):
+                errors.append("[limits] must be a table")
+                continue
+            unknown = set(value) - set(ParseLimits().as_dict())
+            errors.extend(f"[limits] unknown key {k!r}" for k in sorted(unknown))
+            kwargs["limits"] = {k: v for k, v in value.items() if k not in unknown}
+        elif section in _SECTIONS:
+            kwargs[section] = _typed(section, _SECTIONS[section], value, errors)
+        else:
+            errors.append(f"unknown section [{section}] (known: {', '.join(sorted([*_SECTIONS, 'limits']))})")
+    cfg = Config(**kwargs)
+    errors.extend(validate(cfg))
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def with_server(cfg: Config, **changes: Any) -> Config:
+    """A copy with some [server] values changed (tests, ephemeral ports)."""
+    return replace(cfg, server=replace(cfg.server, **changes))

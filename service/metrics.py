@@ -1,0 +1,43 @@
+"""Prometheus metrics, in a registry owned by the server (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+
+# Latency buckets around a mail gateway's budget: most verdicts take a few ms,
+# anything above a second is a problem the MTA will feel.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SIZE_BUCKETS = (1e3, 4e3, 16e3, 64e3, 256e3, 1e6, 4e6, 16e6, 64e6)
+
+
+class ServiceMetrics:
+    """The service's counters and histograms."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "spamgate_requests", "Messages received, by RPC method", ["method"], registry=r
+        )
+        self.verdicts = Counter("spamgate_verdicts", "Verdicts given, by action", ["action"], registry=r)
+        self.errors = Counter(
+            "spamgate_errors", "Requests answered with an error, by gRPC status", ["code"], registry=r
+        )
+        self.latency = Histogram(
+            "spamgate_classify_seconds",
+            "Time to a verdict for one message",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.message_bytes = Histogram(
+            "spamgate_message_bytes", "Size of messages received", buckets=SIZE_BUCKETS, registry=r
+        )
+        self.model = Info("spamgate_model", "The active model", registry=r)
+
+    def set_model(self, version: str, feature_version: str) -> None:
+        self.model.info({"version": version, "feature_version": feature_version})
+
+    def serve_http(self, address: str, port: int) -> int:
+        """Start the /metrics endpoint in a daemon thread; returns the bound port."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return int(server.server_port)

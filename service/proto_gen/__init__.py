@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for spamgate.v1 (``make proto``)."""

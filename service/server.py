@@ -1,0 +1,243 @@
+"""The gRPC server: a thin servicer over ``service.verdict``, plus health, reflection, metrics.
+
+The servicer only translates between protobuf and the plain types of
+``service.verdict`` and maps errors to status codes; any unexpected exception
+becomes INTERNAL with a short message (never UNKNOWN), and is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.config import Config
+from service.metrics import ServiceMetrics
+from service.policy import ThresholdPolicy
+from service.proto_gen import spamgate_pb2 as pb
+from service.proto_gen import spamgate_pb2_grpc as pb_grpc
+from service.registry import ModelHolder
+from service.verdict import Envelope, ErrorKind, Request, RequestError, Verdict, build_verdict
+
+log = logging.getLogger("spamgate.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpamGate"].full_name
+_CODES = {
+    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+def request_from_proto(req: pb.ClassifyRequest) -> Request:
+    e = req.envelope
+    return Request(
+        message=req.message,
+        envelope=Envelope(e.client_ip, e.helo, e.mail_from, tuple(e.rcpt_to)),
+        correlation_id=req.correlation_id,
+        policy=req.policy,
+    )
+
+
+def verdict_to_proto(v: Verdict) -> pb.ClassifyResponse:
+    return pb.ClassifyResponse(
+        correlation_id=v.correlation_id,
+        spam_probability=v.spam_probability,
+        action=pb.Action.Value("ACTION_" + v.action.name),
+        add_headers=[pb.Header(name=n, value=val) for n, val in v.add_headers],
+        subject_tag=v.subject_tag,
+        reroute_to=v.reroute_to,
+        reasons=[pb.Reason(name=r.name, kind=r.kind, contribution=r.contribution) for r in v.reasons],
+        model_version=v.model_version,
+        scanned=v.scanned,
+        list_decision=v.list_decision,
+        limits_cut=list(v.limits_cut),
+        threshold=v.threshold,
+        policy=v.policy,
+        reject_text=v.reject_text,
+    )
+
+
+def model_info(holder: ModelHolder) -> pb.ModelInfo:
+    art = holder.current().artifact
+    m = art.manifest
+    val = m.get("validation", {})
+    return pb.ModelInfo(
+        model_version=art.version,
+        feature_version=str(m.get("feature_version", "")),
+        created=str(m.get("created", "")),
+        training_messages=int(m.get("training", {}).get("messages", 0)),
+        corpora=[f"{c['name']} ({c['ham']}/{c['spam']})" for c in m.get("training", {}).get("corpora", [])],
+        operating_points=[
+            pb.OperatingPoint(
+                name=p["name"],
+                target_fpr=p["target_fpr"],
+                threshold=p["threshold"],
+                fpr=p["fpr"],
+                catch_rate=p["catch"],
+            )
+            for p in art.operating_points
+        ],
+        validation_one_minus_roca_pct=float(val.get("one_minus_roca_pct", 0.0)),
+        validation_roc_auc=float(val.get("roc_auc", 0.0)),
+        manifest_json=json.dumps(m, sort_keys=True),
+    )
+
+
+class Engine:
+    """Everything one verdict needs, shared by the servicer and in-process callers."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        policy: ThresholdPolicy,
+        max_message_bytes: int,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.holder = holder
+        self.policy = policy
+        self.max_message_bytes = max_message_bytes
+        self.metrics = metrics or ServiceMetrics()
+
+    def classify(self, request: Request, method: str, time_remaining: float | None = None) -> Verdict:
+        m = self.metrics
+        m.requests.labels(method).inc()
+        m.message_bytes.observe(len(request.message))
+        start = time.perf_counter()
+        try:
+            verdict = build_verdict(request, self.holder, self.policy, self.max_message_bytes, time_remaining)
+        except RequestError as exc:
+            m.errors.labels(_CODES[exc.kind].name).inc()
+            raise
+        except Exception as exc:
+            log.exception("classify failed", extra={"correlation_id": request.correlation_id})
+            m.errors.labels("INTERNAL").inc()
+            raise RequestError(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}") from exc
+        m.latency.observe(time.perf_counter() - start)
+        m.verdicts.labels(verdict.action.name).inc()
+        log.info(
+            "verdict",
+            extra={
+                "correlation_id": request.correlation_id,
+                "bytes": len(request.message),
+                "client_ip": request.envelope.client_ip,
+                "rcpt_count": len(request.envelope.rcpt_to),
+                "action": verdict.action.name,
+                "p": round(verdict.spam_probability, 5),
+                "model": verdict.model_version,
+                "ms": round(1000 * (time.perf_counter() - start), 2),
+            },
+        )
+        return verdict
+
+
+class SpamGateServicer(pb_grpc.SpamGateServicer):
+    """Thin: protobuf in, ``Engine.classify``, protobuf out."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> pb.ClassifyResponse:
+        try:
+            return verdict_to_proto(
+                self.engine.classify(request_from_proto(request), "Classify", context.time_remaining())
+            )
+        except RequestError as exc:
+            context.abort(_CODES[exc.kind], exc.message)
+            raise  # unreachable: abort raises
+
+    def ClassifyStream(
+        self, request_iterator: Iterator[pb.ClassifyRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ClassifyResponse]:
+        for request in request_iterator:
+            try:
+                yield verdict_to_proto(
+                    self.engine.classify(
+                        request_from_proto(request), "ClassifyStream", context.time_remaining()
+                    )
+                )
+            except RequestError as exc:
+                if exc.kind == ErrorKind.DEADLINE_EXCEEDED:
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message)
+                yield pb.ClassifyResponse(correlation_id=request.correlation_id, error=exc.message)
+
+    def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        if not self.engine.holder.loaded:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no model loaded yet")
+        return model_info(self.engine.holder)
+
+
+@dataclass
+class RunningServer:
+    """A started server and what it is bound to."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    engine: Engine
+    metrics_port: int
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def stop(self, grace: float) -> threading.Event:
+        """Stop accepting, let in-flight calls finish within ``grace`` seconds."""
+        self.set_serving(False)
+        return self.server.stop(grace)
+
+
+def start_server(
+    cfg: Config, holder: ModelHolder | None = None, metrics: ServiceMetrics | None = None
+) -> RunningServer:
+    """Bind and start; health is NOT_SERVING until a model is loaded into ``holder``."""
+    holder = holder or ModelHolder(cfg.limits)
+    metrics = metrics or ServiceMetrics()
+    policy = ThresholdPolicy.from_section(cfg.policy)
+    engine = Engine(holder, policy, cfg.server.max_message_bytes, metrics)
+    # The transport limit sits above the service's own, so oversize mail reaches
+    # build_verdict and gets INVALID_ARGUMENT naming the limit, not a bare transport error.
+    transport_limit = min(2**31 - 1, cfg.server.max_message_bytes * 2 + (1 << 20))
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", transport_limit),
+        ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=cfg.server.workers, thread_name_prefix="spamgate-rpc"),
+        options=options,
+        maximum_concurrent_rpcs=cfg.server.max_concurrent_rpcs,
+    )
+    pb_grpc.add_SpamGateServicer_to_server(SpamGateServicer(engine), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{cfg.server.address}:{cfg.server.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {cfg.server.address}:{cfg.server.port}")
+    metrics_port = metrics.serve_http(cfg.metrics.address, cfg.metrics.port) if cfg.metrics.port else 0
+    running = RunningServer(server, port, health_servicer, engine, metrics_port)
+    running.set_serving(False)
+
+    def on_model(scorer: Any) -> None:
+        metrics.set_model(scorer.version, scorer.artifact.manifest.get("feature_version", ""))
+        running.set_serving(True)
+
+    holder.listeners.append(on_model)
+    if holder.loaded:
+        on_model(holder.current())
+    server.start()
+    return running

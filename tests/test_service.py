@@ -1,0 +1,295 @@
+"""A real gRPC server on an ephemeral 127.0.0.1 port, checked through real clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from model.bundled import bundled_model_path
+from service.client import SpamGateClient, envelope
+from service.config import ConfigError, load_config, with_server
+from service.proto_gen import spamgate_pb2 as pb
+from service.registry import ModelHolder
+from service.server import RunningServer, start_server
+from service.verdict import Request
+from tests.mail import html, make
+
+REPO = Path(__file__).resolve().parents[1]
+SPAMMY = make(
+    {"Subject": "CHEAP V1AGRA!!! 90% OFF", "Message-ID": None, "From": "Pharmacy <x@pills.example.biz>"},
+    body="Buy cheap viagra cialis online now! No prescription needed. http://pills.example.biz/ CLICK HERE\n",
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    cfg = with_server(load_config(None, {"metrics": {"port": 0}}), port=0, max_message_bytes=200_000)
+    holder = ModelHolder()
+    running = start_server(cfg, holder)
+    holder.load(cfg.model_path)
+    yield running
+    running.stop(0).wait()
+
+
+@pytest.fixture()
+def client(server: RunningServer) -> Iterator[SpamGateClient]:
+    with SpamGateClient(f"127.0.0.1:{server.port}", timeout=10) as c:
+        yield c
+
+
+def test_classify_equals_in_process(server: RunningServer, client: SpamGateClient) -> None:
+    for i, raw in enumerate([make(), SPAMMY, html("<p>Hello</p>"), b"\x00\x01garbage\xff" * 50]):
+        r = client.classify(
+            raw,
+            envelope("93.184.216.34", "mail.example.org", "a@example.org", ["b@example.net"]),
+            correlation_id=f"q{i}",
+        )
+        local = server.engine.classify(Request(message=raw, correlation_id=f"q{i}"), "test")
+        assert r.correlation_id == f"q{i}"
+        assert r.spam_probability == pytest.approx(local.spam_probability, abs=1e-12)
+        assert r.action == int(local.action) and r.model_version == local.model_version
+        assert [x.name for x in r.reasons] == [x.name for x in local.reasons]
+        assert r.scanned
+
+
+def test_spam_scores_above_ham_and_headers(client: SpamGateClient) -> None:
+    ham, spam = client.classify(make()), client.classify(SPAMMY)
+    assert spam.spam_probability > ham.spam_probability
+    names = {h.name for h in spam.add_headers}
+    assert {"X-Spam-Flag", "X-Spam-Probability", "X-Spam-Model"} <= names
+    if spam.action == pb.ACTION_TAG:
+        assert spam.subject_tag and spam.threshold.startswith("tag:")
+
+
+def test_stream_keeps_order_and_reports_per_message_errors(
+    server: RunningServer, client: SpamGateClient
+) -> None:
+    msgs = [make(), b"", SPAMMY, b"x" * 300_000, make({"Subject": "again"})]
+    reqs = [pb.ClassifyRequest(message=m, correlation_id=f"s{i}") for i, m in enumerate(msgs)]
+    out = list(client.classify_stream(reqs, timeout=20))
+    assert [r.correlation_id for r in out] == [f"s{i}" for i in range(5)]
+    assert "empty" in out[1].error and "200000" in out[3].error
+    assert not out[0].error and out[2].spam_probability == pytest.approx(
+        server.engine.classify(Request(message=SPAMMY), "t").spam_probability
+    )
+
+
+def test_empty_and_oversize_are_invalid_argument(client: SpamGateClient) -> None:
+    with pytest.raises(grpc.RpcError) as e:
+        client.classify(b"")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "empty" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        client.classify(make(body="y" * 300_000))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "200000" in e.value.details()
+
+
+def test_random_bytes_get_a_verdict(client: SpamGateClient) -> None:
+    r = client.classify(os.urandom(5000))
+    assert 0.0 <= r.spam_probability <= 1.0 and r.action != pb.ACTION_UNSPECIFIED
+
+
+def test_unknown_policy_is_invalid(client: SpamGateClient) -> None:
+    with pytest.raises(grpc.RpcError) as e:
+        client.classify(make(), policy="nope")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_model_info(client: SpamGateClient) -> None:
+    info = client.model_info()
+    assert info.model_version and info.feature_version.startswith("sg-features")
+    assert [p.name for p in info.operating_points] == ["aggressive", "balanced", "lenient"]
+    assert info.training_messages > 1000
+
+
+def test_reflection_lists_the_service(server: RunningServer) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        resp = next(
+            iter(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        )
+        names = {s.name for s in resp.list_services_response.service}
+    assert "spamgate.v1.SpamGate" in names and "grpc.health.v1.Health" in names
+
+
+def test_health_goes_serving_after_load() -> None:
+    cfg = with_server(load_config(None, {"metrics": {"port": 0}}), port=0)
+    holder = ModelHolder()
+    running = start_server(cfg, holder)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            req = health_pb2.HealthCheckRequest(service="spamgate.v1.SpamGate")
+            assert stub.Check(req).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.RpcError) as e:
+                SpamGateClient(f"127.0.0.1:{running.port}").classify(make())
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            holder.load(bundled_model_path())
+            assert stub.Check(req).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        running.stop(0).wait()
+
+
+def test_metrics_endpoint() -> None:
+    cfg = with_server(load_config(None, {"metrics": {"port": 0}}), port=0)
+    holder = ModelHolder()
+    holder.load(bundled_model_path())
+    running = start_server(cfg, holder)
+    # port 0 for metrics means disabled; start the HTTP endpoint on a free port explicitly
+    mport = running.engine.metrics.serve_http("127.0.0.1", 0)
+    try:
+        with SpamGateClient(f"127.0.0.1:{running.port}") as c:
+            c.classify(make())
+            with pytest.raises(grpc.RpcError):
+                c.classify(b"")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        assert 'spamgate_requests_total{method="Classify"} 2.0' in body
+        assert (
+            "spamgate_verdicts_total" in body and 'spamgate_errors_total{code="INVALID_ARGUMENT"} 1.0' in body
+        )
+        assert "spamgate_classify_seconds_bucket" in body and "spamgate_message_bytes_bucket" in body
+        assert "spamgate_model_info{" in body
+    finally:
+        running.stop(0).wait()
+
+
+def test_deadline_is_honoured(client: SpamGateClient) -> None:
+    with pytest.raises(grpc.RpcError) as e:
+        client.classify(make(), timeout=0.000001)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_bad_config_is_rejected_with_named_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[server]\nport = 70000\nwokers = 3\n[model]\npath = "/nonexistent/model"\n[surprise]\n'
+        '[policy]\ntag = "sometimes"\n'
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    text = str(e.value)
+    for expected in (
+        "port must be in",
+        "unknown key 'wokers'",
+        "/nonexistent/model",
+        "unknown section [surprise]",
+        "tag = 'sometimes'",
+    ):
+        assert expected in text
+    r = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--config", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "unknown key 'wokers'" in r.stderr
+
+
+def _start_serve_process(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "0", "--metrics-port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "serving on" in line, line
+    port = int(line.rsplit(":", 1)[1])
+    with SpamGateClient(f"127.0.0.1:{port}") as c:
+        deadline = time.time() + 60
+        while True:
+            try:
+                c.model_info()
+                break
+            except grpc.RpcError:
+                assert time.time() < deadline
+                time.sleep(0.1)
+    return proc, port
+
+
+def test_sigterm_drains_in_flight_call(tmp_path: Path) -> None:
+    proc, port = _start_serve_process(tmp_path)
+    try:
+        import queue
+
+        q: queue.Queue[pb.ClassifyRequest | None] = queue.Queue()
+
+        def requests() -> Iterator[pb.ClassifyRequest]:
+            while (item := q.get()) is not None:
+                yield item
+
+        with SpamGateClient(f"127.0.0.1:{port}") as c:
+            responses = c.classify_stream(requests(), timeout=30)
+            q.put(pb.ClassifyRequest(message=make(), correlation_id="before"))
+            assert next(responses).correlation_id == "before"
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert proc.poll() is None, "server exited with a call in flight"
+            q.put(pb.ClassifyRequest(message=SPAMMY, correlation_id="during"))
+            assert next(responses).correlation_id == "during"
+            q.put(None)
+            assert list(responses) == []
+        assert proc.wait(timeout=20) == 0
+        with pytest.raises(grpc.RpcError), SpamGateClient(f"127.0.0.1:{port}", timeout=2) as c2:
+            c2.classify(make())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_classify_cli_round_trip(tmp_path: Path) -> None:
+    proc, port = _start_serve_process(tmp_path)
+    try:
+        (tmp_path / "msgs").mkdir()
+        (tmp_path / "msgs" / "ham.eml").write_bytes(make())
+        (tmp_path / "msgs" / "spam.eml").write_bytes(SPAMMY)
+        remote = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "classify",
+                "--server",
+                f"127.0.0.1:{port}",
+                "--json",
+                str(tmp_path / "msgs"),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        local = subprocess.run(
+            [sys.executable, "-m", "service.cli", "classify", "--json", str(tmp_path / "msgs")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert remote.returncode == 0 and local.returncode == 0, remote.stderr + local.stderr
+        import json
+
+        r_lines = [json.loads(x) for x in remote.stdout.splitlines()]
+        l_lines = [json.loads(x) for x in local.stdout.splitlines()]
+        assert [x["path"] for x in r_lines] == [x["path"] for x in l_lines] and len(r_lines) == 2
+        for a, b in zip(r_lines, l_lines, strict=True):
+            assert a["spam_probability"] == pytest.approx(b["spam_probability"], abs=1e-6)
+            assert a["action"] == b["action"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)

@@ -20,7 +20,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PEERS, REPO, peer_results, peer_split, random_corpus_split, run, scoring_rate
+from bench.common import (
+    PEERS,
+    REPO,
+    peer_results,
+    peer_split,
+    random_corpus_split,
+    run,
+    scoring_rate,
+    update_section,
+)
 from model.features import FeatureConfig
 from training.evaluate import plot_roc
 from training.fit import TrainConfig
@@ -98,17 +107,6 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
     return "\n".join(lines) + "\n"
 
 
-def update_benchmarks_md(section: str, path: Path) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder with the unpacked corpora")
@@ -143,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": command, "results": results}, indent=1) + "\n")
-    update_benchmarks_md(markdown(results, peer_results(args.peers), command), args.markdown)
+    update_section(args.markdown, BEGIN, END, markdown(results, peer_results(args.peers), command))
     print(f"wrote {args.out} and {args.markdown}")
     return 0
 

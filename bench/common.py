@@ -113,3 +113,14 @@ def peer_results(peers: Path = PEERS) -> list[dict[str, str]]:
         row["split_id"] = last_split
         rows.append(row)
     return rows
+
+
+def update_section(path: Path, begin: str, end: str, section: str) -> None:
+    """Replace the text between ``begin`` and ``end`` markers in ``path`` (append if absent)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)

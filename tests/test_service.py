@@ -293,3 +293,30 @@ def test_classify_cli_round_trip(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def test_overload_is_resource_exhausted() -> None:
+    cfg = with_server(load_config(None, {"metrics": {"port": 0}}), port=0, max_concurrent_rpcs=1)
+    holder = ModelHolder()
+    holder.load(bundled_model_path())
+    running = start_server(cfg, holder)
+    import queue
+
+    q: queue.Queue[pb.ClassifyRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.ClassifyRequest]:
+        while (item := q.get()) is not None:
+            yield item
+
+    try:
+        with SpamGateClient(f"127.0.0.1:{running.port}") as c:
+            held = c.classify_stream(requests(), timeout=20)  # occupies the only slot
+            q.put(pb.ClassifyRequest(message=make(), correlation_id="hold"))
+            assert next(held).correlation_id == "hold"
+            with pytest.raises(grpc.RpcError) as e:
+                c.classify(make())
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            q.put(None)
+            list(held)
+    finally:
+        running.stop(0).wait()

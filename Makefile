@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CORPORA ?= ../shared/corpora
 DATA   ?= data
 
-.PHONY: setup serve test lint typecheck check proto default-model bench clean
+.PHONY: setup serve test lint typecheck check proto default-model bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,12 @@ bench: $(STAMP) $(DATA)/.unpacked
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+## Score the peers' splits with bogofilter (Debian package) for side-by-side ROC plots.
+PEERS ?= ../shared/peers
+bench-peers: $(DATA)/.unpacked
+	command -v bogofilter >/dev/null || (apt-get update -qq && apt-get install -y -qq bogofilter bc)
+	mkdir -p bench/results/peers
+	for s in S1 S2; do (cd $(DATA) && bash $(abspath $(PEERS))/run_bogofilter.sh \
+	  $(abspath $(PEERS))/splits/$${s}_train.tsv $(abspath $(PEERS))/splits/$${s}_test.tsv \
+	  $(abspath bench/results/peers)/bogofilter_$${s}.tsv); done

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.hashing import hashed_rows, token_columns
+from model.hashing import byte_ngram_columns, byte_ngrams, token_columns
 from model.heuristics import HEURISTIC_NAMES, heuristic_values
 from model.limits import ParseLimits
 from model.message import MessageView
-from model.parse import parse_message
+from model.parse import MAX_RAW_PREFIX, parse_message
 from model.tokens import TokenConfig, message_tokens
 
 # Bump when any change to parsing, tokens, heuristics or hashing would give a
 # different row for the same bytes and parameters. An artifact records this
 # and is refused by code with a different value.
-FEATURE_VERSION = "sg-features-2"
+FEATURE_VERSION = "sg-features-3"
 
 _WEIGHTINGS = ("log", "binary")
 
@@ -44,6 +44,12 @@ class FeatureConfig:
         messages don't get larger margins just for being long.
     heuristic_scale: multiplier for heuristic columns (they compete with
         L2-normalised token values under one regulariser).
+    token_weight: length of the (normalised) token block.
+    byte_ngram: if > 0, binary byte n-grams of this length over the raw
+        message's first ``byte_ngram_bytes`` bytes (headers included), hashed
+        into the same space; language- and tokenisation-independent.
+    byte_ngram_weight: length of the (normalised) byte n-gram block.
+    byte_ngram_lowercase: fold ASCII case before taking byte n-grams.
     tokens: token extraction parameters.
     limits: parse limits (they change what is seen, so they are part of it).
     """
@@ -52,6 +58,11 @@ class FeatureConfig:
     weighting: str = "log"
     l2_normalize: bool = True
     heuristic_scale: float = 1.0
+    token_weight: float = 1.0
+    byte_ngram: int = 0
+    byte_ngram_bytes: int = 3000
+    byte_ngram_weight: float = 1.0
+    byte_ngram_lowercase: bool = False
     tokens: TokenConfig = field(default_factory=TokenConfig)
     limits: ParseLimits = field(default_factory=ParseLimits)
 
@@ -62,6 +73,13 @@ class FeatureConfig:
             raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {self.weighting!r}")
         if not (0.0 <= self.heuristic_scale <= 100.0):
             raise ValueError(f"heuristic_scale must be in [0, 100], got {self.heuristic_scale}")
+        if not (0 <= self.byte_ngram <= 8):
+            raise ValueError(f"byte_ngram must be in 0..8, got {self.byte_ngram}")
+        if not (0 <= self.byte_ngram_bytes <= MAX_RAW_PREFIX):
+            raise ValueError(f"byte_ngram_bytes must be in 0..{MAX_RAW_PREFIX}, got {self.byte_ngram_bytes}")
+        for name in ("token_weight", "byte_ngram_weight"):
+            if not 0.0 <= getattr(self, name) <= 100.0:
+                raise ValueError(f"{name} must be in [0, 100], got {getattr(self, name)}")
 
     @property
     def n_hash(self) -> int:
@@ -84,6 +102,14 @@ class FeatureConfig:
         return cls(tokens=tokens, limits=limits, **d)
 
 
+@dataclass(frozen=True)
+class RowParts:
+    """What one message's row was built from (for naming the columns of a verdict's reasons)."""
+
+    tokens: list[str]
+    grams: np.ndarray  # packed byte n-grams
+
+
 class FeatureExtractor:
     """Stateless transformer from messages to rows; safe to share across threads."""
 
@@ -98,48 +124,80 @@ class FeatureExtractor:
 
     def _token_values(self, counts: Counter[str]) -> dict[str, float]:
         if self.config.weighting == "binary":
-            vals = dict.fromkeys(counts, 1.0)
-        else:
-            vals = {t: 1.0 + math.log(c) for t, c in counts.items()}
-        return vals
+            return dict.fromkeys(counts, 1.0)
+        return {t: 1.0 + math.log(c) for t, c in counts.items()}
+
+    def grams(self, view: MessageView) -> np.ndarray:
+        """Distinct byte n-grams of the message's first bytes, line ends normalised to LF.
+
+        Gateways hand us CRLF (SMTP), corpora are stored with LF: without the
+        normalisation every n-gram spanning a line end would differ between
+        training and serving.
+        """
+        c = self.config
+        if not c.byte_ngram or not c.byte_ngram_bytes:
+            return np.zeros(0, dtype=np.uint64)
+        head = view.raw_prefix.replace(b"\r\n", b"\n")[: c.byte_ngram_bytes]
+        if c.byte_ngram_lowercase:
+            head = head.lower()
+        return byte_ngrams(head, c.byte_ngram)
+
+    def _row(
+        self, values: dict[str, float], grams: np.ndarray, heur: list[float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        cols = token_columns(values.keys(), c.n_hash)
+        vals = np.fromiter(values.values(), dtype=np.float64, count=len(values))
+        if c.l2_normalize and vals.size:
+            vals *= c.token_weight / math.sqrt(float(vals @ vals))
+        elif vals.size:
+            vals *= c.token_weight
+        if grams.size:
+            gcols = byte_ngram_columns(grams, c.n_hash)
+            gvals = np.full(gcols.size, c.byte_ngram_weight / math.sqrt(gcols.size))
+            cols = np.concatenate([cols, gcols])
+            vals = np.concatenate([vals, gvals])
+        h = np.asarray(heur, dtype=np.float64) * c.heuristic_scale
+        hnz = np.flatnonzero(h)
+        return np.concatenate([cols, c.n_hash + hnz]), np.concatenate([vals, h[hnz]])
+
+    def _rows(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
+        indptr = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([len(cc) for cc, _ in parts], out=indptr[1:])
+        cols = np.concatenate([cc for cc, _ in parts]) if parts else np.zeros(0, np.int64)
+        vals = np.concatenate([v for _, v in parts]) if parts else np.zeros(0)
+        m = sp.csr_matrix((vals.astype(np.float32), cols, indptr), shape=(len(parts), self.config.n_columns))
+        m.sum_duplicates()  # colliding hashes add up, and indices end sorted
+        return m
 
     def transform_views(self, views: Sequence[MessageView]) -> sp.csr_matrix:
         """Rows for parsed messages."""
-        token_dicts = [self._token_values(self.tokens(v)) for v in views]
-        return self._assemble(token_dicts, [heuristic_values(v) for v in views])
+        return self._rows(
+            [self._row(self._token_values(self.tokens(v)), self.grams(v), heuristic_values(v)) for v in views]
+        )
 
-    def transform_one(self, view: MessageView) -> tuple[sp.csr_matrix, list[str]]:
-        """One row plus the message's token strings (for explaining a verdict)."""
+    def transform_one(self, view: MessageView) -> tuple[sp.csr_matrix, RowParts]:
+        """One row plus what it was built from (for explaining a verdict)."""
         values = self._token_values(self.tokens(view))
-        return self._assemble([values], [heuristic_values(view)]), list(values)
+        grams = self.grams(view)
+        return self._rows([self._row(values, grams, heuristic_values(view))]), RowParts(list(values), grams)
 
     def transform(self, raws: Iterable[bytes]) -> sp.csr_matrix:
         """Rows for raw messages (the function training and serving share)."""
         return self.transform_views([self.parse(r) for r in raws])
 
-    def _assemble(self, token_dicts: list[dict[str, float]], heur: list[list[float]]) -> sp.csr_matrix:
-        n = len(token_dicts)
-        tok = hashed_rows(token_dicts, self.config.n_hash)
-        data = tok.data.astype(np.float32, copy=False)
-        counts = np.diff(tok.indptr)
-        if self.config.l2_normalize and data.size:
-            # Row norms without a sparse product (diag @ X allocates per column: 4 ms a row at 2^20).
-            sq = np.zeros(n, dtype=np.float64)
-            np.add.at(sq, np.repeat(np.arange(n), counts), data.astype(np.float64) ** 2)
-            norms = np.sqrt(sq)
-            norms[norms == 0] = 1.0
-            data = (data / np.repeat(norms, counts)).astype(np.float32)
-        h = np.asarray(heur, dtype=np.float32).reshape(n, len(HEURISTIC_NAMES)) * np.float32(
-            self.config.heuristic_scale
-        )
-        h_rows, h_cols = np.nonzero(h)
-        rows = np.concatenate([np.repeat(np.arange(n), counts), h_rows])
-        cols = np.concatenate([tok.indices.astype(np.int64), self.config.n_hash + h_cols])
-        vals = np.concatenate([data, h[h_rows, h_cols]])
-        out = sp.csr_matrix((vals, (rows, cols)), shape=(n, self.config.n_columns), dtype=np.float32)
-        out.sort_indices()
-        return out
-
-    def token_columns(self, tokens: Sequence[str]) -> np.ndarray:
-        """Column index of each token (the same hash the rows use)."""
-        return token_columns(tokens, self.config.n_hash)
+    def column_names(self, parts: RowParts, wanted: set[int]) -> dict[int, list[str]]:
+        """Human-readable names of the wanted token columns."""
+        names: dict[int, list[str]] = {}
+        for tok, col in zip(parts.tokens, token_columns(parts.tokens, self.config.n_hash), strict=True):
+            if int(col) in wanted:
+                names.setdefault(int(col), []).append(tok)
+        if parts.grams.size:
+            n = self.config.byte_ngram
+            for g, col in zip(
+                parts.grams.tolist(), byte_ngram_columns(parts.grams, self.config.n_hash), strict=True
+            ):
+                if int(col) in wanted:
+                    text = int(g).to_bytes(n, "big").decode("latin-1")
+                    names.setdefault(int(col), []).append(f"raw:{text!r}")
+        return names

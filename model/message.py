@@ -86,6 +86,7 @@ class MessageView:
     text_transfer_encodings: list[str] = field(default_factory=list)
     content_types: list[str] = field(default_factory=list)
     raw_size: int = 0
+    raw_prefix: bytes = b""
     defects: int = 0
     cut: list[str] = field(default_factory=list)
 

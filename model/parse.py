@@ -27,6 +27,8 @@ from model.message import Address, Attachment, Link, MessageView, ReceivedHop
 from model.urls import find_urls
 
 DEFAULT_LIMITS = ParseLimits()
+# Raw bytes kept in the view for byte n-gram features (model.features).
+MAX_RAW_PREFIX = 16384
 
 _RCVD_FROM = re.compile(r"\bfrom\s+([^\s;()]+)?\s*(\([^)]{0,300}\))?", re.IGNORECASE)
 _RCVD_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
@@ -187,6 +189,7 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> MessageVi
 
 def _parse_into(view: MessageView, raw: bytes, limits: ParseLimits) -> None:
     cut = view.cut
+    view.raw_prefix = raw[:MAX_RAW_PREFIX]
     if len(raw) > limits.max_bytes:
         cut.append(f"bytes>{limits.max_bytes}")
         raw = raw[: limits.max_bytes]

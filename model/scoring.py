@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from model.artifact import Artifact
-from model.features import FeatureExtractor
+from model.features import FeatureExtractor, RowParts
 from model.heuristics import HEURISTIC_NAMES
 
 
@@ -57,25 +58,20 @@ class Scorer:
     def score(self, raw: bytes, top_k: int = 8) -> Score:
         """Probability and the ``top_k`` strongest reasons for one message."""
         view = self.extractor.parse(raw)
-        row, tokens = self.extractor.transform_one(view)
+        row, parts = self.extractor.transform_one(view)
         model = self.artifact.model
         margin = float(model.margin(row)[0])
         prob = float(model.calibration.probability(np.array([margin]))[0])
-        reasons = self._reasons(row, tokens, top_k) if top_k > 0 else ()
+        reasons = self._reasons(row, parts, top_k) if top_k > 0 else ()
         return Score(prob, margin, reasons, tuple(view.cut), self.version)
 
-    def _reasons(self, row: object, tokens: list[str], top_k: int) -> tuple[Reason, ...]:
+    def _reasons(self, row: Any, parts: RowParts, top_k: int) -> tuple[Reason, ...]:
         coef = self.artifact.model.coef
-        cols = row.indices  # type: ignore[attr-defined]
-        contrib = row.data * coef[cols]  # type: ignore[attr-defined]
+        cols = row.indices
+        contrib = row.data * coef[cols]
         order = np.argsort(-np.abs(contrib))[:top_k]
         chosen = [(int(cols[i]), float(contrib[i])) for i in order if contrib[i] != 0.0]
-        names: dict[int, list[str]] = {}
-        token_cols = {c for c, _ in chosen if c < self._n_hash}
-        if token_cols:
-            for tok, col in zip(tokens, self.extractor.token_columns(tokens), strict=True):
-                if int(col) in token_cols:
-                    names.setdefault(int(col), []).append(tok)
+        names = self.extractor.column_names(parts, {c for c, _ in chosen if c < self._n_hash})
         out = []
         for col, value in chosen:
             if col >= self._n_hash:

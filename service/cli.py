@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from service import commands as service_commands
+from service import policy_commands
 from training import cli as training_cli
 
 
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     training_cli.add_parsers(sub)
     service_commands.add_parsers(sub)
+    policy_commands.add_parsers(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--model", help="model artifact folder (default: the bundled model)")
     s.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464; 0 disables)")
     s.add_argument("--log-format", choices=("json", "text"), help="log lines as JSON (default) or text")
+    s.add_argument("--policy", help="admin policy TOML file (default: built-in balanced policy)")
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("classify", help="verdicts for messages, from a server or in-process")
@@ -35,6 +36,11 @@ def add_parsers(sub: Any) -> None:
         "--model", type=Path, help="score in-process with this artifact (default: bundled model)"
     )
     c.add_argument("--config", type=Path, help="TOML config for in-process policy and limits")
+    c.add_argument("--policy", help="admin policy TOML file for in-process scoring")
+    c.add_argument("--client-ip", default="", help="SMTP client IP (envelope)")
+    c.add_argument("--helo", default="", help="SMTP HELO name (envelope)")
+    c.add_argument("--mail-from", default="", help="envelope sender (envelope)")
+    c.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeatable)")
     c.add_argument("--json", action="store_true", help="one JSON object per line")
     c.add_argument("--timeout", type=float, default=10.0, help="per-message deadline with --server (s)")
     c.set_defaults(func=cmd_classify)
@@ -50,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "model": {"path": args.model},
         "metrics": {"port": args.metrics_port},
         "logging": {"format": args.log_format},
+        "policy": {"file": args.policy},
     }
     try:
         cfg = load_config(args.config, overrides)
@@ -118,6 +125,12 @@ def _print(name: str, d: dict[str, Any], as_json: bool) -> None:
         )
 
 
+def _envelope(args: argparse.Namespace) -> Any:
+    from service.verdict import Envelope
+
+    return Envelope(args.client_ip, args.helo, args.mail_from, tuple(args.rcpt))
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     try:
         messages = iter_messages(args.paths)
@@ -131,23 +144,28 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _classify_local(args: argparse.Namespace, messages: Iterator[tuple[str, bytes]]) -> int:
     from model.artifact import ArtifactError
-    from service.policy import ThresholdPolicy
+    from service.policy import PolicyError
+    from service.policy_file import PolicyHolder
     from service.registry import ModelHolder
     from service.server import Engine
     from service.verdict import Request, RequestError, verdict_dict
 
     try:
-        cfg = load_config(args.config, {"model": {"path": str(args.model) if args.model else None}})
+        cfg = load_config(
+            args.config,
+            {"model": {"path": str(args.model) if args.model else None}, "policy": {"file": args.policy}},
+        )
         holder = ModelHolder(cfg.limits)
         holder.load(cfg.model_path)
-    except (ConfigError, ArtifactError) as exc:
+        policies = PolicyHolder(Path(cfg.policy.file) if cfg.policy.file else None)
+    except (ConfigError, ArtifactError, PolicyError) as exc:
         print(f"spamgate classify: {exc}", file=sys.stderr)
         return 2
-    engine = Engine(holder, ThresholdPolicy.from_section(cfg.policy), cfg.server.max_message_bytes)
+    engine = Engine(holder, policies, cfg.server.max_message_bytes)
     status = 0
     for name, raw in messages:
         try:
-            v = engine.classify(Request(message=raw, correlation_id=name), "local")
+            v = engine.classify(Request(message=raw, envelope=_envelope(args), correlation_id=name), "local")
         except RequestError as exc:
             print(f"{name}: {exc.message}", file=sys.stderr)
             status = 1
@@ -160,13 +178,15 @@ def _classify_remote(args: argparse.Namespace, messages: Iterator[tuple[str, byt
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from service.client import SpamGateClient
+    from service.client import SpamGateClient, envelope
 
     status = 0
     with SpamGateClient(args.server, timeout=args.timeout) as client:
         for name, raw in messages:
             try:
-                r = client.classify(raw, correlation_id=name)
+                e = _envelope(args)
+                env = envelope(e.client_ip, e.helo, e.mail_from, e.rcpt_to)
+                r = client.classify(raw, env, correlation_id=name)
             except grpc.RpcError as exc:
                 print(f"{name}: {exc.code().name}: {exc.details()}", file=sys.stderr)
                 status = 1

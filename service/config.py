@@ -20,11 +20,8 @@ admin fixes a config in one pass instead of one restart per typo.
     [logging]
     format = "json"             # or "text"
     level = "INFO"
-    [policy]                    # the default policy (see service.policy)
-    tag = "aggressive"          # an operating point name, or a probability
-    reroute = "balanced"
-    reject = "lenient"
-    delete = "off"
+    [policy]
+    file = ""                   # admin policy TOML (see README); empty: built-in "balanced" policy
 """
 
 from __future__ import annotations
@@ -78,15 +75,7 @@ class LoggingSection:
 
 @dataclass(frozen=True)
 class PolicySection:
-    tag: str = "aggressive"
-    reroute: str = "balanced"
-    reject: str = "lenient"
-    delete: str = "off"
-    subject_tag: str = "[SPAM] "
-    reroute_to: str = "quarantine@localhost"
-    reject_text: str = "5.7.1 Message rejected as spam"
-    info_headers: bool = True
-    max_reasons: int = 5
+    file: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,12 +154,14 @@ def validate(cfg: Config) -> list[str]:
     mp = cfg.model_path
     if not (mp / "manifest.json").is_file():
         errors.append(f"[model] path {str(mp)!r}: no model there (no manifest.json)")
-    from service.policy import PolicyError, ThresholdPolicy
+    if cfg.policy.file:
+        from service.policy import PolicyError
+        from service.policy_file import parse_policy
 
-    try:
-        ThresholdPolicy.from_section(cfg.policy)
-    except PolicyError as exc:
-        errors.extend(f"[policy] {e}" for e in exc.errors)
+        try:
+            parse_policy(Path(cfg.policy.file))
+        except PolicyError as exc:
+            errors.extend(f"[policy] file: {e}" for e in exc.errors)
     return errors
 
 

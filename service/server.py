@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,7 +23,8 @@ from grpc_reflection.v1alpha import reflection
 
 from service.config import Config
 from service.metrics import ServiceMetrics
-from service.policy import ThresholdPolicy
+from service.policy import Action
+from service.policy_file import PolicyHolder, ReloadResult
 from service.proto_gen import spamgate_pb2 as pb
 from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
@@ -53,7 +55,7 @@ def verdict_to_proto(v: Verdict) -> pb.ClassifyResponse:
     return pb.ClassifyResponse(
         correlation_id=v.correlation_id,
         spam_probability=v.spam_probability,
-        action=pb.Action.Value("ACTION_" + v.action.name),
+        action=_action(v.action),
         add_headers=[pb.Header(name=n, value=val) for n, val in v.add_headers],
         subject_tag=v.subject_tag,
         reroute_to=v.reroute_to,
@@ -65,10 +67,54 @@ def verdict_to_proto(v: Verdict) -> pb.ClassifyResponse:
         threshold=v.threshold,
         policy=v.policy,
         reject_text=v.reject_text,
+        groups=[
+            pb.RecipientGroup(
+                recipients=list(g.recipients),
+                policy=g.policy,
+                action=_action(g.action),
+                threshold=g.threshold,
+                list_decision=g.list_decision,
+                add_headers=[pb.Header(name=n, value=val) for n, val in g.add_headers],
+                subject_tag=g.subject_tag,
+                reroute_to=g.reroute_to,
+                reject_text=g.reject_text,
+            )
+            for g in v.groups
+        ],
+        policy_version=v.policy_version,
     )
 
 
-def model_info(holder: ModelHolder) -> pb.ModelInfo:
+def _action(a: Action) -> Any:
+    """The proto enum value of an action (same numbers; looked up by name to stay honest)."""
+    return pb.Action.Value("ACTION_" + a.name)
+
+
+def policy_info(
+    policies: PolicyHolder, holder: ModelHolder, result: ReloadResult | None = None
+) -> pb.PolicyInfo:
+    pol = policies.current()
+    points = holder.current().artifact.operating_points if holder.loaded else []
+    thresholds = []
+    for name, settings in [(pol.name, pol.settings), *((d.name, d.settings) for d in pol.domains)]:
+        for action, p, label in settings.resolve(points):
+            thresholds.append(
+                pb.EffectiveThreshold(policy=name, action=_action(action), threshold=p, description=label)
+            )
+    sizes = {f"allow.{k}": v for k, v in pol.allow.sizes().items()}
+    sizes.update({f"block.{k}": v for k, v in pol.block.sizes().items()})
+    return pb.PolicyInfo(
+        version=pol.version,
+        source=pol.source,
+        loaded_at=policies.loaded_at,
+        reloaded=bool(result and result.reloaded),
+        errors=result.errors if result else policies.last_errors,
+        thresholds=thresholds,
+        list_sizes=sizes,
+    )
+
+
+def model_info(holder: ModelHolder, policy_version: str = "") -> pb.ModelInfo:
     art = holder.current().artifact
     m = art.manifest
     val = m.get("validation", {})
@@ -91,6 +137,7 @@ def model_info(holder: ModelHolder) -> pb.ModelInfo:
         validation_one_minus_roca_pct=float(val.get("one_minus_roca_pct", 0.0)),
         validation_roc_auc=float(val.get("roc_auc", 0.0)),
         manifest_json=json.dumps(m, sort_keys=True),
+        policy_version=policy_version,
     )
 
 
@@ -100,12 +147,12 @@ class Engine:
     def __init__(
         self,
         holder: ModelHolder,
-        policy: ThresholdPolicy,
+        policies: PolicyHolder,
         max_message_bytes: int,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.holder = holder
-        self.policy = policy
+        self.policies = policies
         self.max_message_bytes = max_message_bytes
         self.metrics = metrics or ServiceMetrics()
 
@@ -115,7 +162,8 @@ class Engine:
         m.message_bytes.observe(len(request.message))
         start = time.perf_counter()
         try:
-            verdict = build_verdict(request, self.holder, self.policy, self.max_message_bytes, time_remaining)
+            policy = self.policies.current()  # one policy for the whole request, even across a reload
+            verdict = build_verdict(request, self.holder, policy, self.max_message_bytes, time_remaining)
         except RequestError as exc:
             m.errors.labels(_CODES[exc.kind].name).inc()
             raise
@@ -133,6 +181,8 @@ class Engine:
                 "client_ip": request.envelope.client_ip,
                 "rcpt_count": len(request.envelope.rcpt_to),
                 "action": verdict.action.name,
+                "scanned": verdict.scanned,
+                "list": verdict.list_decision,
                 "p": round(verdict.spam_probability, 5),
                 "model": verdict.model_version,
                 "ms": round(1000 * (time.perf_counter() - start), 2),
@@ -174,7 +224,13 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
     def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
         if not self.engine.holder.loaded:
             context.abort(grpc.StatusCode.UNAVAILABLE, "no model loaded yet")
-        return model_info(self.engine.holder)
+        return model_info(self.engine.holder, self.engine.policies.current().version)
+
+    def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.ServicerContext) -> pb.PolicyInfo:
+        return policy_info(self.engine.policies, self.engine.holder)
+
+    def ReloadPolicy(self, request: pb.ReloadPolicyRequest, context: grpc.ServicerContext) -> pb.PolicyInfo:
+        return policy_info(self.engine.policies, self.engine.holder, self.engine.policies.reload())
 
 
 @dataclass
@@ -201,13 +257,16 @@ class RunningServer:
 
 
 def start_server(
-    cfg: Config, holder: ModelHolder | None = None, metrics: ServiceMetrics | None = None
+    cfg: Config,
+    holder: ModelHolder | None = None,
+    metrics: ServiceMetrics | None = None,
+    policies: PolicyHolder | None = None,
 ) -> RunningServer:
     """Bind and start; health is NOT_SERVING until a model is loaded into ``holder``."""
     holder = holder or ModelHolder(cfg.limits)
     metrics = metrics or ServiceMetrics()
-    policy = ThresholdPolicy.from_section(cfg.policy)
-    engine = Engine(holder, policy, cfg.server.max_message_bytes, metrics)
+    policies = policies or PolicyHolder(Path(cfg.policy.file) if cfg.policy.file else None)
+    engine = Engine(holder, policies, cfg.server.max_message_bytes, metrics)
     # The transport limit sits above the service's own, so oversize mail reaches
     # build_verdict and gets INVALID_ARGUMENT naming the limit, not a bare transport error.
     transport_limit = min(2**31 - 1, cfg.server.max_message_bytes * 2 + (1 << 20))

@@ -1,18 +1,26 @@
 """From a request to a verdict: the service's logic, free of gRPC.
 
 The servicer translates protobuf to these plain types and back; everything a
-gateway's answer depends on is decided here, so the CLI's in-process mode
-and the server give the same verdict for the same bytes.
+gateway's answer depends on is decided here, so the CLI's in-process mode,
+``spamgate policy explain`` and the server give the same verdict for the
+same bytes.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
+from model.limits import ParseLimits
+from model.parse import parse_message
 from model.scoring import Reason
-from service.policy import Action, ThresholdPolicy
+from service.decide import GroupVerdict, decide_groups, from_domain_of, from_header_allowed, recipient_groups
+from service.policy import Action, Policy, Settings
 from service.registry import ModelHolder, NoModelError
+
+# Header-only parse for the authenticated-From allow list: cheap and bounded.
+_HEADER_LIMITS = ParseLimits(max_bytes=64 * 1024, max_parts=1, max_text_chars=1, max_html_chars=1, max_urls=1)
 
 
 class ErrorKind(enum.Enum):
@@ -50,6 +58,21 @@ class Request:
 
 
 @dataclass(frozen=True)
+class GroupResult:
+    """The verdict for one recipient group (what a gateway needs to act on it)."""
+
+    recipients: tuple[str, ...]
+    policy: str
+    action: Action
+    threshold: str
+    list_decision: str
+    add_headers: tuple[tuple[str, str], ...]
+    subject_tag: str
+    reroute_to: str
+    reject_text: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     correlation_id: str
     spam_probability: float
@@ -65,20 +88,61 @@ class Verdict:
     limits_cut: tuple[str, ...]
     threshold: str
     policy: str
+    policy_version: str = ""
+    groups: tuple[GroupResult, ...] = ()
 
 
-def _reasons_header(reasons: tuple[Reason, ...]) -> str:
-    return ", ".join(f"{r.name}={r.contribution:+.2f}" for r in reasons)[:900]
+def _headers(
+    s: Settings,
+    action: Action,
+    p: float | None,
+    reasons: tuple[Reason, ...],
+    model: str,
+    threshold: str,
+    listed: str,
+) -> tuple[tuple[str, str], ...]:
+    if action == Action.DELIVER and not s.info_headers:
+        return ()
+    h = s.headers
+    out = []
+    if h.flag:
+        out.append((h.flag, "YES" if action != Action.DELIVER else "NO"))
+    if h.probability:
+        out.append((h.probability, f"{p:.4f}" if p is not None else f"not scanned ({listed})"))
+    if h.action:
+        out.append((h.action, action.name))
+    if h.model and model:
+        out.append((h.model, model))
+    if h.reasons and reasons:
+        out.append((h.reasons, ", ".join(f"{r.name}={r.contribution:+.2f}" for r in reasons)[:900]))
+    if h.threshold and threshold:
+        out.append((h.threshold, threshold))
+    return tuple(out)
+
+
+def _group_result(g: GroupVerdict, p: float | None, reasons: tuple[Reason, ...], model: str) -> GroupResult:
+    s = g.settings
+    return GroupResult(
+        recipients=g.recipients,
+        policy=g.policy,
+        action=g.action,
+        threshold=g.threshold,
+        list_decision=g.list_decision,
+        add_headers=_headers(s, g.action, p, reasons[: s.max_reasons], model, g.threshold, g.list_decision),
+        subject_tag=s.subject_tag if g.action == Action.TAG else "",
+        reroute_to=s.reroute_to if g.action == Action.REROUTE else "",
+        reject_text=s.reject_text if g.action == Action.REJECT else "",
+    )
 
 
 def build_verdict(
     request: Request,
     holder: ModelHolder,
-    policy: ThresholdPolicy,
+    policy: Policy,
     max_message_bytes: int,
     time_remaining: float | None = None,
 ) -> Verdict:
-    """Score and decide; raises ``RequestError`` for requests that get no verdict."""
+    """Lists, then (only if needed) the model, then thresholds; raises ``RequestError`` for no verdict."""
     size = len(request.message)
     if size == 0:
         raise RequestError(ErrorKind.INVALID_ARGUMENT, "message is empty")
@@ -88,41 +152,61 @@ def build_verdict(
             f"message is {size} bytes, above the server's limit of {max_message_bytes} bytes",
         )
     if request.policy and request.policy != policy.name:
-        raise RequestError(ErrorKind.INVALID_ARGUMENT, f"unknown policy {request.policy!r}")
+        raise RequestError(
+            ErrorKind.INVALID_ARGUMENT, f"unknown policy {request.policy!r} (active: {policy.name!r})"
+        )
     if time_remaining is not None and time_remaining <= 0:
         raise RequestError(ErrorKind.DEADLINE_EXCEEDED, "deadline passed before scoring")
-    try:
-        scorer = holder.current()
-    except NoModelError as exc:
-        raise RequestError(ErrorKind.UNAVAILABLE, "no model loaded yet") from exc
-    score = scorer.score(request.message, top_k=max(policy.max_reasons, 0))
-    decision = policy.decide(score.probability, scorer.artifact.operating_points)
-    action = decision.action
-    headers: list[tuple[str, str]] = []
-    if action != Action.DELIVER or policy.info_headers:
-        headers = [
-            ("X-Spam-Flag", "YES" if action != Action.DELIVER else "NO"),
-            ("X-Spam-Probability", f"{score.probability:.4f}"),
-            ("X-Spam-Action", action.name),
-            ("X-Spam-Model", score.model_version),
-        ]
-        if score.reasons:
-            headers.append(("X-Spam-Reasons", _reasons_header(score.reasons)))
+    env = request.envelope
+
+    def from_check() -> str | None:
+        if not len(policy.allow.from_header_domains):
+            return None
+        headers = parse_message(request.message, _HEADER_LIMITS).headers
+        return from_header_allowed(policy, headers, from_domain_of(headers))
+
+    groups = recipient_groups(policy, env.client_ip, env.mail_from, env.rcpt_to, from_check)
+    needs_model = any(g.list_action is None for g in groups)
+    probability: float | None = None
+    reasons: tuple[Reason, ...] = ()
+    cut: tuple[str, ...] = ()
+    model_version = ""
+    points: list[dict[str, Any]] = []
+    if needs_model:
+        try:
+            scorer = holder.current()
+        except NoModelError as exc:
+            raise RequestError(ErrorKind.UNAVAILABLE, "no model loaded yet") from exc
+        max_reasons = max(g.settings.max_reasons for g in groups)
+        score = scorer.score(request.message, top_k=max_reasons)
+        probability, reasons, cut, model_version = (
+            score.probability,
+            score.reasons,
+            score.cut,
+            score.model_version,
+        )
+        points = scorer.artifact.operating_points
+    decided = decide_groups(groups, probability, points)
+    results = tuple(_group_result(g, probability, reasons, model_version) for g in decided)
+    top = max(results, key=lambda r: r.action)  # strictest group speaks for the message
+    listed = {r.list_decision for r in results}
     return Verdict(
         correlation_id=request.correlation_id,
-        spam_probability=score.probability,
-        action=action,
-        add_headers=tuple(headers),
-        subject_tag=policy.subject_tag if action == Action.TAG else "",
-        reroute_to=policy.reroute_to if action == Action.REROUTE else "",
-        reject_text=policy.reject_text if action == Action.REJECT else "",
-        reasons=score.reasons,
-        model_version=score.model_version,
-        scanned=True,
-        list_decision="",
-        limits_cut=score.cut,
-        threshold=decision.threshold,
-        policy=policy.name,
+        spam_probability=probability if probability is not None else 0.0,
+        action=top.action,
+        add_headers=top.add_headers,
+        subject_tag=top.subject_tag,
+        reroute_to=top.reroute_to,
+        reject_text=top.reject_text,
+        reasons=reasons[: max((g.settings.max_reasons for g in decided), default=0)],
+        model_version=model_version,
+        scanned=needs_model,
+        list_decision=listed.pop() if len(listed) == 1 else top.list_decision,
+        limits_cut=cut,
+        threshold=top.threshold,
+        policy=top.policy,
+        policy_version=policy.version,
+        groups=results,
     )
 
 
@@ -145,4 +229,15 @@ def verdict_dict(v: Verdict) -> dict[str, object]:
         "reject_text": v.reject_text,
         "limits_cut": list(v.limits_cut),
         "policy": v.policy,
+        "policy_version": v.policy_version,
+        "groups": [
+            {
+                "recipients": list(g.recipients),
+                "policy": g.policy,
+                "action": g.action.name,
+                "threshold": g.threshold,
+                "list_decision": g.list_decision,
+            }
+            for g in v.groups
+        ],
     }

@@ -70,11 +70,22 @@ def test_hidden_html_text_is_not_tokenised_as_visible() -> None:
     assert "b:offer" in toks and "b:kernel" not in toks
 
 
-def test_token_columns_match_rows() -> None:
-    fx = FeatureExtractor(FeatureConfig(n_bits=18))
-    row, tokens = fx.transform_one(fx.parse(make()))
-    cols = set(fx.token_columns(tokens).tolist())
-    assert cols == {c for c in row.indices.tolist() if c < (1 << 18)}
+def test_column_names_cover_the_row() -> None:
+    for cfg in (FeatureConfig(n_bits=18), FeatureConfig(n_bits=18, byte_ngram=4)):
+        fx = FeatureExtractor(cfg)
+        row, parts = fx.transform_one(fx.parse(make()))
+        hashed = {c for c in row.indices.tolist() if c < (1 << 18)}
+        names = fx.column_names(parts, hashed)
+        assert set(names) == hashed
+        if cfg.byte_ngram:
+            assert any(n.startswith("raw:") for ns in names.values() for n in ns)
+
+
+def test_byte_ngrams_ignore_line_ending_style() -> None:
+    fx = FeatureExtractor(FeatureConfig(n_bits=16, byte_ngram=4))
+    crlf = make()
+    lf = crlf.replace(b"\r\n", b"\n")
+    assert (fx.transform([crlf]) != fx.transform([lf])).nnz == 0
 
 
 def test_config_validation() -> None:

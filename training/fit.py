@@ -23,15 +23,15 @@ from model.artifact import LinearModel
 from training import metrics
 from training.calibrate import fit_calibration
 
-LOSSES = ("log", "modified_huber")
+LOSSES = ("log", "sgd_log", "modified_huber")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Parameters of fitting (recorded in every artifact).
 
-    loss: ``log`` → logistic regression (liblinear); ``modified_huber`` →
-        SGD with that loss.
+    loss: ``log`` → logistic regression (liblinear, exact optimum);
+        ``sgd_log`` / ``modified_huber`` → SGD with that loss (fast, approximate).
     C: inverse L2 regularisation strength (for SGD, alpha = 1 / (C · n)).
     class_weight: None or ``balanced``.
     calibration: ``platt`` or ``isotonic``.
@@ -74,7 +74,7 @@ def _fit_linear(X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig) -> tuple[np.n
         )
     else:
         clf = SGDClassifier(
-            loss="modified_huber",
+            loss="log_loss" if cfg.loss == "sgd_log" else "modified_huber",
             alpha=1.0 / (cfg.C * X.shape[0]),
             class_weight=cfg.class_weight,
             max_iter=50,

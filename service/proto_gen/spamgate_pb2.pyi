@@ -65,7 +65,7 @@ class Reason(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("correlation_id", "spam_probability", "action", "add_headers", "subject_tag", "reroute_to", "reasons", "model_version", "scanned", "list_decision", "limits_cut", "threshold", "policy", "reject_text", "error")
+    __slots__ = ("correlation_id", "spam_probability", "action", "add_headers", "subject_tag", "reroute_to", "reasons", "model_version", "scanned", "list_decision", "limits_cut", "threshold", "policy", "reject_text", "error", "groups", "policy_version")
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     SPAM_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,8 @@ class ClassifyResponse(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     REJECT_TEXT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     correlation_id: str
     spam_probability: float
     action: Action
@@ -96,7 +98,31 @@ class ClassifyResponse(_message.Message):
     policy: str
     reject_text: str
     error: str
-    def __init__(self, correlation_id: _Optional[str] = ..., spam_probability: _Optional[float] = ..., action: _Optional[_Union[Action, str]] = ..., add_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., subject_tag: _Optional[str] = ..., reroute_to: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., scanned: _Optional[bool] = ..., list_decision: _Optional[str] = ..., limits_cut: _Optional[_Iterable[str]] = ..., threshold: _Optional[str] = ..., policy: _Optional[str] = ..., reject_text: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    groups: _containers.RepeatedCompositeFieldContainer[RecipientGroup]
+    policy_version: str
+    def __init__(self, correlation_id: _Optional[str] = ..., spam_probability: _Optional[float] = ..., action: _Optional[_Union[Action, str]] = ..., add_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., subject_tag: _Optional[str] = ..., reroute_to: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., scanned: _Optional[bool] = ..., list_decision: _Optional[str] = ..., limits_cut: _Optional[_Iterable[str]] = ..., threshold: _Optional[str] = ..., policy: _Optional[str] = ..., reject_text: _Optional[str] = ..., error: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[RecipientGroup, _Mapping]]] = ..., policy_version: _Optional[str] = ...) -> None: ...
+
+class RecipientGroup(_message.Message):
+    __slots__ = ("recipients", "policy", "action", "threshold", "list_decision", "add_headers", "subject_tag", "reroute_to", "reject_text")
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LIST_DECISION_FIELD_NUMBER: _ClassVar[int]
+    ADD_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_TAG_FIELD_NUMBER: _ClassVar[int]
+    REROUTE_TO_FIELD_NUMBER: _ClassVar[int]
+    REJECT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    recipients: _containers.RepeatedScalarFieldContainer[str]
+    policy: str
+    action: Action
+    threshold: str
+    list_decision: str
+    add_headers: _containers.RepeatedCompositeFieldContainer[Header]
+    subject_tag: str
+    reroute_to: str
+    reject_text: str
+    def __init__(self, recipients: _Optional[_Iterable[str]] = ..., policy: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., threshold: _Optional[str] = ..., list_decision: _Optional[str] = ..., add_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., subject_tag: _Optional[str] = ..., reroute_to: _Optional[str] = ..., reject_text: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
@@ -117,7 +143,7 @@ class OperatingPoint(_message.Message):
     def __init__(self, name: _Optional[str] = ..., target_fpr: _Optional[float] = ..., threshold: _Optional[float] = ..., fpr: _Optional[float] = ..., catch_rate: _Optional[float] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_version", "feature_version", "created", "training_messages", "corpora", "operating_points", "validation_one_minus_roca_pct", "validation_roc_auc", "manifest_json")
+    __slots__ = ("model_version", "feature_version", "created", "training_messages", "corpora", "operating_points", "validation_one_minus_roca_pct", "validation_roc_auc", "manifest_json", "policy_version")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +153,7 @@ class ModelInfo(_message.Message):
     VALIDATION_ONE_MINUS_ROCA_PCT_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_ROC_AUC_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     feature_version: str
     created: str
@@ -136,4 +163,50 @@ class ModelInfo(_message.Message):
     validation_one_minus_roca_pct: float
     validation_roc_auc: float
     manifest_json: str
-    def __init__(self, model_version: _Optional[str] = ..., feature_version: _Optional[str] = ..., created: _Optional[str] = ..., training_messages: _Optional[int] = ..., corpora: _Optional[_Iterable[str]] = ..., operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., validation_one_minus_roca_pct: _Optional[float] = ..., validation_roc_auc: _Optional[float] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+    policy_version: str
+    def __init__(self, model_version: _Optional[str] = ..., feature_version: _Optional[str] = ..., created: _Optional[str] = ..., training_messages: _Optional[int] = ..., corpora: _Optional[_Iterable[str]] = ..., operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., validation_one_minus_roca_pct: _Optional[float] = ..., validation_roc_auc: _Optional[float] = ..., manifest_json: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EffectiveThreshold(_message.Message):
+    __slots__ = ("policy", "action", "threshold", "description")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    action: Action
+    threshold: float
+    description: str
+    def __init__(self, policy: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., threshold: _Optional[float] = ..., description: _Optional[str] = ...) -> None: ...
+
+class PolicyInfo(_message.Message):
+    __slots__ = ("version", "source", "loaded_at", "reloaded", "errors", "thresholds", "list_sizes")
+    class ListSizesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    RELOADED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    LIST_SIZES_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    source: str
+    loaded_at: str
+    reloaded: bool
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    thresholds: _containers.RepeatedCompositeFieldContainer[EffectiveThreshold]
+    list_sizes: _containers.ScalarMap[str, int]
+    def __init__(self, version: _Optional[str] = ..., source: _Optional[str] = ..., loaded_at: _Optional[str] = ..., reloaded: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ..., thresholds: _Optional[_Iterable[_Union[EffectiveThreshold, _Mapping]]] = ..., list_sizes: _Optional[_Mapping[str, int]] = ...) -> None: ...

@@ -51,6 +51,16 @@ class SpamGateStub:
                 request_serializer=spamgate_dot_v1_dot_spamgate__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=spamgate_dot_v1_dot_spamgate__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/spamgate.v1.SpamGate/GetPolicy',
+                request_serializer=spamgate_dot_v1_dot_spamgate__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.FromString,
+                _registered_method=True)
+        self.ReloadPolicy = channel.unary_unary(
+                '/spamgate.v1.SpamGate/ReloadPolicy',
+                request_serializer=spamgate_dot_v1_dot_spamgate__pb2.ReloadPolicyRequest.SerializeToString,
+                response_deserializer=spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.FromString,
+                _registered_method=True)
 
 
 class SpamGateServicer:
@@ -85,6 +95,21 @@ class SpamGateServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPolicy(self, request, context):
+        """The active admin policy: version and effective thresholds for the active model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadPolicy(self, request, context):
+        """Re-read the policy file. A file with any error is not applied: the previous
+        policy stays in force and the errors are returned (reloaded = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SpamGateServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -102,6 +127,16 @@ def add_SpamGateServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=spamgate_dot_v1_dot_spamgate__pb2.GetModelInfoRequest.FromString,
                     response_serializer=spamgate_dot_v1_dot_spamgate__pb2.ModelInfo.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=spamgate_dot_v1_dot_spamgate__pb2.GetPolicyRequest.FromString,
+                    response_serializer=spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.SerializeToString,
+            ),
+            'ReloadPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadPolicy,
+                    request_deserializer=spamgate_dot_v1_dot_spamgate__pb2.ReloadPolicyRequest.FromString,
+                    response_serializer=spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -186,6 +221,60 @@ class SpamGate:
             '/spamgate.v1.SpamGate/GetModelInfo',
             spamgate_dot_v1_dot_spamgate__pb2.GetModelInfoRequest.SerializeToString,
             spamgate_dot_v1_dot_spamgate__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spamgate.v1.SpamGate/GetPolicy',
+            spamgate_dot_v1_dot_spamgate__pb2.GetPolicyRequest.SerializeToString,
+            spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spamgate.v1.SpamGate/ReloadPolicy',
+            spamgate_dot_v1_dot_spamgate__pb2.ReloadPolicyRequest.SerializeToString,
+            spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.FromString,
             options,
             channel_credentials,
             insecure,

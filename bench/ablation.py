@@ -1,0 +1,187 @@
+"""Ablation: one change at a time against a baseline, on the peers' splits.
+
+    python bench/ablation.py --data DATA [--splits S2,S1] [--variants base,bytes4,...]
+
+Each variant is the baseline with a few parameters changed (``VARIANTS``).
+Messages are parsed once per split and reused by every variant. Prints and
+writes bench/results/ablation.json and the ablation section of BENCHMARKS.md.
+The comments above choices in model/tokens.py and model/features.py quote
+these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import PEERS, REPO, peer_split, update_section
+from model.features import FeatureConfig, FeatureExtractor
+from model.message import MessageView
+from model.tokens import TokenConfig
+from training import metrics
+from training.fit import TrainConfig, fit
+
+BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+
+# name -> (feature overrides, token overrides, train overrides, what it tests)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] = {
+    "base": ({}, {}, {}, "words + header/URL tokens + heuristics, log-TF, L2, C=10"),
+    "no_heuristics": ({"heuristic_scale": 0.0}, {}, {}, "heuristic columns off"),
+    "heur_x3": ({"heuristic_scale": 3.0}, {}, {}, "heuristic columns ×3"),
+    "heur_0.3": ({"heuristic_scale": 0.3}, {}, {}, "heuristic columns ×0.3"),
+    "heur_0.1": ({"heuristic_scale": 0.1}, {}, {}, "heuristic columns ×0.1"),
+    "C30": ({}, {}, {"C": 30.0}, "C = 30"),
+    "C300": ({}, {}, {"C": 300.0}, "C = 300"),
+    "binary": ({"weighting": "binary"}, {}, {}, "binary instead of log-TF"),
+    "no_l2": ({"l2_normalize": False}, {}, {}, "no L2 normalisation of tokens"),
+    "case": ({}, {"lowercase": False}, {}, "keep case"),
+    "bigrams": ({}, {"word_bigrams": True}, {}, "add word bigrams"),
+    "char4": ({}, {"char_ngram": 4}, {}, "add char 4-grams of words"),
+    "bytes4": ({"byte_ngram": 4}, {}, {}, "add byte 4-grams of the first 3000 raw bytes"),
+    "bytes4_only": ({"byte_ngram": 4, "token_weight": 0.0}, {}, {}, "byte 4-grams + heuristics, no tokens"),
+    "bytes4_lc": ({"byte_ngram": 4, "byte_ngram_lowercase": True}, {}, {}, "byte 4-grams, case-folded"),
+    "bytes4_6k": (
+        {"byte_ngram": 4, "byte_ngram_bytes": 6000},
+        {},
+        {},
+        "byte 4-grams of the first 6000 bytes",
+    ),
+    "bytes5": ({"byte_ngram": 5}, {}, {}, "byte 5-grams"),
+    "bytes3": ({"byte_ngram": 3}, {}, {}, "byte 3-grams"),
+    "bits18": ({"n_bits": 18}, {}, {}, "2^18 hash space"),
+    "bits22": ({"n_bits": 22}, {}, {}, "2^22 hash space"),
+    "C1": ({}, {}, {"C": 1.0}, "C = 1"),
+    "C100": ({}, {}, {"C": 100.0}, "C = 100"),
+    "balanced_cw": ({}, {}, {"class_weight": "balanced"}, "class_weight = balanced"),
+    "huber": ({}, {}, {"loss": "modified_huber"}, "SGD, modified Huber loss"),
+    "isotonic": ({}, {}, {"calibration": "isotonic"}, "isotonic calibration"),
+    "sgd_log": ({}, {}, {"loss": "sgd_log"}, "SGD, log loss"),
+    "bytes4_sgd": ({"byte_ngram": 4}, {}, {"loss": "sgd_log"}, "byte 4-grams, SGD log loss"),
+    "bytes4_huber": ({"byte_ngram": 4}, {}, {"loss": "modified_huber"}, "byte 4-grams, SGD modified Huber"),
+    "bytes4_sgd_C100": (
+        {"byte_ngram": 4},
+        {},
+        {"loss": "sgd_log", "C": 100.0},
+        "byte 4-grams, SGD log, C=100",
+    ),
+}
+
+
+def make_configs(name: str, base_f: FeatureConfig, base_t: TrainConfig) -> tuple[FeatureConfig, TrainConfig]:
+    f_over, t_over, tr_over, _ = VARIANTS[name]
+    tokens = replace(base_f.tokens, **t_over) if t_over else base_f.tokens
+    return replace(base_f, tokens=tokens, **f_over), replace(base_t, **tr_over)
+
+
+def _parse_chunk(raws: list[bytes]) -> list[MessageView]:
+    fx = FeatureExtractor()
+    return [fx.parse(r) for r in raws]
+
+
+def _rows_chunk(cfg: FeatureConfig, views: list[MessageView]) -> sp.csr_matrix:
+    return FeatureExtractor(cfg).transform_views(views)
+
+
+def parse_all(raws: list[bytes], jobs: int) -> list[MessageView]:
+    chunks = [raws[i : i + 500] for i in range(0, len(raws), 500)]
+    return [v for part in Parallel(n_jobs=jobs)(delayed(_parse_chunk)(c) for c in chunks) for v in part]
+
+
+def rows(cfg: FeatureConfig, views: list[MessageView], jobs: int) -> sp.csr_matrix:
+    chunks = [views[i : i + 500] for i in range(0, len(views), 500)]
+    return sp.vstack(Parallel(n_jobs=jobs)(delayed(_rows_chunk)(cfg, c) for c in chunks), format="csr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--peers", type=Path, default=PEERS)
+    ap.add_argument("--splits", default="S2,S1")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--base", default="", help="JSON FeatureConfig/TrainConfig overrides for the baseline")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ablation.json")
+    ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    command = shlex.join(["python", "bench/ablation.py", *(argv if argv is not None else sys.argv[1:])])
+    base = json.loads(args.base) if args.base else {}
+    base_f = FeatureConfig(tokens=TokenConfig(**base.get("tokens", {})), **base.get("features", {}))
+    base_t = TrainConfig(**base.get("train", {}))
+    results: list[dict[str, Any]] = []
+    for split_name in args.splits.split(","):
+        split = peer_split(split_name, args.data, args.peers)
+        t0 = time.perf_counter()
+        tr_views = parse_all([m.raw for m in split.train], args.jobs)
+        te_views = parse_all([m.raw for m in split.test], args.jobs)
+        y_tr = np.array([m.label for m in split.train])
+        y_te = np.array([m.label for m in split.test])
+        print(
+            f"{split_name}: parsed {len(tr_views) + len(te_views)} in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
+        for name in args.variants.split(","):
+            fcfg, tcfg = make_configs(name, base_f, base_t)
+            t = time.perf_counter()
+            X_tr = rows(fcfg, tr_views, args.jobs)
+            res = fit(X_tr, y_tr, tcfg)
+            X_te = rows(fcfg, te_views, args.jobs)
+            p = res.model.calibration.probability(res.model.margin(X_te))
+            s = metrics.summary(y_te, p, res.operating_points)
+            bal = next(x for x in s["at_operating_points"] if x["name"] == "balanced")
+            row = {
+                "split": split_name,
+                "variant": name,
+                "what": VARIANTS[name][3],
+                "one_minus_roca_pct": s["one_minus_roca_pct"],
+                "ece": s["ece"],
+                "balanced_fpr": bal["fpr"],
+                "balanced_catch": bal["catch"],
+                "catch_at_fpr_0.1pct": s["catch_at_fpr"]["0.001"],
+                "fit_seconds": res.train_seconds,
+                "seconds": time.perf_counter() - t,
+            }
+            results.append(row)
+            print(
+                f"{split_name} {name:<14} 1-ROCA% {row['one_minus_roca_pct']:.4f}  ECE {row['ece']:.4f}  "
+                f"bal FPR {100 * bal['fpr']:.3f}% catch {100 * bal['catch']:.2f}%  "
+                f"catch@0.1% {100 * row['catch_at_fpr_0.1pct']:.2f}%  fit {res.train_seconds:.1f}s",
+                flush=True,
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": command, "base": base, "results": results}, indent=1) + "\n")
+    lines = [
+        BEGIN,
+        "## Ablation (one change at a time against the baseline)",
+        "",
+        f"Command: `{command}`. Baseline overrides: `{json.dumps(base)}`.",
+        "",
+        "| split | variant | change | 1-ROCA% | ECE | FPR / catch @balanced | catch @FPR 0.1% (test) "
+        "| fit s |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['split']} | {r['variant']} | {r['what']} | {r['one_minus_roca_pct']:.4f} "
+            f"| {r['ece']:.4f} | "
+            f"{100 * r['balanced_fpr']:.3f}% / {100 * r['balanced_catch']:.2f}% | "
+            f"{100 * r['catch_at_fpr_0.1pct']:.2f}% | {r['fit_seconds']:.1f} |"
+            for r in results
+        ),
+        END,
+    ]
+    update_section(args.markdown, BEGIN, END, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.artifact import ArtifactError, load_artifact
+from model.artifact import Artifact, ArtifactError, load_artifact
 from model.bundled import bundled_model_path
+from service.policy import Policy
 
 
 def add_parsers(sub: Any) -> None:
@@ -29,8 +30,7 @@ def add_parsers(sub: Any) -> None:
     e.set_defaults(func=cmd_explain)
 
 
-def _load(policy: Path | None, model: Path | None):  # type: ignore[no-untyped-def]
-    from service.policy import Policy
+def _load(policy: Path | None, model: Path | None) -> tuple[Policy, Artifact]:
     from service.policy_file import parse_policy
 
     return (parse_policy(policy) if policy else Policy()), load_artifact(model or bundled_model_path())

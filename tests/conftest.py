@@ -8,9 +8,9 @@ import pytest
 
 from model.artifact import Artifact, load_artifact
 from model.features import FeatureConfig
+from tests.mail import generated_corpus
 from training.fit import TrainConfig
 from training.train import CorpusSpec, train
-from tests.mail import generated_corpus
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def verdict(holder: ModelHolder, policy: Policy, raw: bytes = b"", **env: object
     return build_verdict(Request(message=raw or make(), envelope=e), holder, policy, 10_000_000)
 
 
-# ---- thresholds -------------------------------------------------------------------------------------------
+# ---- thresholds
 
 
 def test_fpr_threshold_translation() -> None:
@@ -87,7 +87,7 @@ def test_sensitivity_presets(tmp_path: Path) -> None:
     )
 
 
-# ---- lists and precedence ---------------------------------------------------------------------------------
+# ---- lists and precedence
 
 
 def test_every_list_kind(holder: ModelHolder, tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ def test_list_file_errors_name_file_and_line(tmp_path: Path) -> None:
     assert any("ips.txt:3: client_ips" in x for x in e.value.errors)
 
 
-# ---- validation and reload --------------------------------------------------------------------------------
+# ---- validation and reload
 
 
 BAD = """
@@ -322,7 +322,7 @@ def test_address_list_rejects_garbage() -> None:
             lst.add(kind, entry)
 
 
-# ---- over gRPC ----------------------------------------------------------------------------------------------
+# ---- over gRPC
 
 
 @pytest.fixture()

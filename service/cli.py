@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from service import commands as service_commands
-from service import policy_commands
+from service import lifecycle_commands, policy_commands
 from training import cli as training_cli
 
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_cli.add_parsers(sub)
     service_commands.add_parsers(sub)
     policy_commands.add_parsers(sub)
+    lifecycle_commands.add_parsers(sub)
     return parser
 
 

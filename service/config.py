@@ -11,7 +11,13 @@ admin fixes a config in one pass instead of one restart per typo.
     max_message_bytes = 26214400
     grace_seconds = 10
     [model]
-    path = ""                   # empty: the bundled model
+    path = ""                   # one artifact folder; empty: the bundled model
+    registry = ""               # or a registry folder: serve its ACTIVE version, follow switches
+    public_key = ""             # Ed25519 public key: refuse unsigned or badly signed versions
+    watch_seconds = 0.5         # how often the registry pointer is checked
+    [feedback]
+    db = ""                     # SQLite feedback store; empty disables ReportFeedback
+    recent_verdicts = 1000      # verdicts kept for reports by verdict_id
     [limits]                    # what the parser scans (see model.limits.ParseLimits)
     max_bytes = 524288
     [metrics]
@@ -59,6 +65,15 @@ class ServerSection:
 @dataclass(frozen=True)
 class ModelSection:
     path: str = ""
+    registry: str = ""
+    public_key: str = ""
+    watch_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class FeedbackSection:
+    db: str = ""
+    recent_verdicts: int = 1000
 
 
 @dataclass(frozen=True)
@@ -86,9 +101,18 @@ class Config:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
     policy: PolicySection = field(default_factory=PolicySection)
+    feedback: FeedbackSection = field(default_factory=FeedbackSection)
 
     @property
     def model_path(self) -> Path:
+        """The model to serve: the registry's active version, the configured path, or the bundled model."""
+        if self.model.registry:
+            from service.model_registry import ModelRegistry
+
+            active = ModelRegistry(self.model.registry).active_path()
+            if active is not None:
+                return active
+            return Path(self.model.registry) / "<no ACTIVE version>"
         return Path(self.model.path) if self.model.path else bundled_model_path()
 
     @property
@@ -102,6 +126,7 @@ _SECTIONS: dict[str, type] = {
     "metrics": MetricsSection,
     "logging": LoggingSection,
     "policy": PolicySection,
+    "feedback": FeedbackSection,
 }
 
 
@@ -152,8 +177,17 @@ def validate(cfg: Config) -> list[str]:
     except (TypeError, ValueError) as exc:
         errors.append(f"[limits] {exc}")
     mp = cfg.model_path
+    if cfg.model.path and cfg.model.registry:
+        errors.append("[model] give path or registry, not both")
     if not (mp / "manifest.json").is_file():
-        errors.append(f"[model] path {str(mp)!r}: no model there (no manifest.json)")
+        key = "registry" if cfg.model.registry else "path"
+        errors.append(f"[model] {key} {str(mp)!r}: no model there (no manifest.json)")
+    if cfg.model.public_key and not Path(cfg.model.public_key).is_file():
+        errors.append(f"[model] public_key {cfg.model.public_key!r}: no such file")
+    if cfg.model.watch_seconds <= 0:
+        errors.append(f"[model] watch_seconds must be > 0, got {cfg.model.watch_seconds}")
+    if cfg.feedback.recent_verdicts < 0:
+        errors.append(f"[feedback] recent_verdicts must be >= 0, got {cfg.feedback.recent_verdicts}")
     if cfg.policy.file:
         from service.policy import PolicyError
         from service.policy_file import parse_policy

@@ -1,4 +1,4 @@
-"""The active model, swappable while requests are in flight.
+"""The active model in memory, swappable while requests are in flight.
 
 A request takes one reference to the current ``Scorer`` and uses it to the
 end, so a swap never mixes two models in one verdict; assigning the reference
@@ -23,10 +23,13 @@ class NoModelError(RuntimeError):
 class ModelHolder:
     """Holds the active scorer; ``load`` verifies a new one beside the old, then switches."""
 
-    def __init__(self, limit_overrides: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, limit_overrides: dict[str, int] | None = None, verify: Callable[[Path], None] | None = None
+    ) -> None:
         self._scorer: Scorer | None = None
         self._lock = threading.Lock()
         self._limit_overrides = dict(limit_overrides or {})
+        self.verify = verify  # e.g. an Ed25519 signature check; raises to refuse a version
         self.listeners: list[Callable[[Scorer], None]] = []
 
     def current(self) -> Scorer:
@@ -42,6 +45,8 @@ class ModelHolder:
     def load(self, path: Path) -> Scorer:
         """Load, verify and activate a model; the old one stays active if this raises."""
         artifact = load_artifact(path)
+        if self.verify is not None:
+            self.verify(Path(path))
         if self._limit_overrides:
             # An admin may scan less (or more) than training did; only parsing
             # changes, the row layout stays the model's. Unset limits keep the

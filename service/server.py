@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +22,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.config import Config
+from service.feedback import FeedbackStore, RecentMessages
 from service.metrics import ServiceMetrics
+from service.model_registry import ModelRegistry, RegistryError
+from service.model_watch import RegistryWatcher
 from service.policy import Action
 from service.policy_file import PolicyHolder, ReloadResult
 from service.proto_gen import spamgate_pb2 as pb
 from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
-from service.verdict import Envelope, ErrorKind, Request, RequestError, Verdict, build_verdict
+from service.verdict import Envelope, ErrorKind, Request, RequestError, Verdict, build_verdict, verdict_dict
 
 log = logging.getLogger("spamgate.server")
 
@@ -82,6 +85,7 @@ def verdict_to_proto(v: Verdict) -> pb.ClassifyResponse:
             for g in v.groups
         ],
         policy_version=v.policy_version,
+        verdict_id=v.verdict_id,
     )
 
 
@@ -150,11 +154,17 @@ class Engine:
         policies: PolicyHolder,
         max_message_bytes: int,
         metrics: ServiceMetrics | None = None,
+        feedback: FeedbackStore | None = None,
+        recent: RecentMessages | None = None,
+        watcher: RegistryWatcher | None = None,
     ) -> None:
         self.holder = holder
         self.policies = policies
         self.max_message_bytes = max_message_bytes
         self.metrics = metrics or ServiceMetrics()
+        self.feedback = feedback
+        self.recent = recent or RecentMessages(0)
+        self.watcher = watcher
 
     def classify(self, request: Request, method: str, time_remaining: float | None = None) -> Verdict:
         m = self.metrics
@@ -173,6 +183,7 @@ class Engine:
             raise RequestError(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}") from exc
         m.latency.observe(time.perf_counter() - start)
         m.verdicts.labels(verdict.action.name).inc()
+        self.recent.put(verdict.verdict_id, request.message, verdict_dict(verdict))
         log.info(
             "verdict",
             extra={
@@ -232,6 +243,44 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
     def ReloadPolicy(self, request: pb.ReloadPolicyRequest, context: grpc.ServicerContext) -> pb.PolicyInfo:
         return policy_info(self.engine.policies, self.engine.holder, self.engine.policies.reload())
 
+    def ReportFeedback(
+        self, request: pb.FeedbackRequest, context: grpc.ServicerContext
+    ) -> pb.FeedbackResponse:
+        store = self.engine.feedback
+        if store is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no feedback store configured ([feedback] db)")
+        labels = {pb.FEEDBACK_LABEL_SPAM: "spam", pb.FEEDBACK_LABEL_HAM: "ham"}
+        if request.label not in labels:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "label must be FEEDBACK_LABEL_SPAM or FEEDBACK_LABEL_HAM"
+            )
+        raw, verdict = request.message, {}
+        if not raw:
+            if not request.verdict_id:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give the message or a verdict_id")
+            cached = self.engine.recent.get(request.verdict_id)
+            if cached is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"verdict {request.verdict_id} is no longer cached")
+            raw, verdict = cached  # type: ignore[misc]
+        assert store is not None
+        stored = store.add(raw, labels[request.label], request.reporter, verdict)
+        return pb.FeedbackResponse(
+            message_sha256=stored.sha256, duplicate=stored.duplicate, stored_messages=store.count()
+        )
+
+    def ActivateModel(self, request: pb.ActivateModelRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        watcher = self.engine.watcher
+        if watcher is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the server is not serving from a registry")
+        assert watcher is not None
+        if request.version not in watcher.registry.versions():
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no version {request.version!r} in the registry")
+        try:
+            watcher.activate(request.version)
+        except (RegistryError, ValueError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"version refused: {exc}")
+        return model_info(self.engine.holder, self.engine.policies.current().version)
+
 
 @dataclass
 class RunningServer:
@@ -242,6 +291,7 @@ class RunningServer:
     health: health.HealthServicer
     engine: Engine
     metrics_port: int
+    watcher: RegistryWatcher | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -253,6 +303,8 @@ class RunningServer:
     def stop(self, grace: float) -> threading.Event:
         """Stop accepting, let in-flight calls finish within ``grace`` seconds."""
         self.set_serving(False)
+        if self.watcher is not None:
+            self.watcher.stop()
         return self.server.stop(grace)
 
 
@@ -266,7 +318,20 @@ def start_server(
     holder = holder or ModelHolder(cfg.limits)
     metrics = metrics or ServiceMetrics()
     policies = policies or PolicyHolder(Path(cfg.policy.file) if cfg.policy.file else None)
-    engine = Engine(holder, policies, cfg.server.max_message_bytes, metrics)
+    verify = signature_check(cfg.model.public_key) if cfg.model.public_key else None
+    if verify is not None and holder.verify is None:
+        holder.verify = verify
+    registry = ModelRegistry(cfg.model.registry, verify) if cfg.model.registry else None
+    watcher = RegistryWatcher(registry, holder, cfg.model.watch_seconds) if registry else None
+    engine = Engine(
+        holder,
+        policies,
+        cfg.server.max_message_bytes,
+        metrics,
+        feedback=FeedbackStore(cfg.feedback.db) if cfg.feedback.db else None,
+        recent=RecentMessages(cfg.feedback.recent_verdicts if cfg.feedback.db else 0),
+        watcher=watcher,
+    )
     # The transport limit sits above the service's own, so oversize mail reaches
     # build_verdict and gets INVALID_ARGUMENT naming the limit, not a bare transport error.
     transport_limit = min(2**31 - 1, cfg.server.max_message_bytes * 2 + (1 << 20))
@@ -298,5 +363,16 @@ def start_server(
     holder.listeners.append(on_model)
     if holder.loaded:
         on_model(holder.current())
+    if watcher is not None:
+        running.watcher = watcher
+        watcher.start()
     server.start()
     return running
+
+
+def signature_check(public_key: str) -> Callable[[Path], None]:
+    """A verifier refusing any artifact not signed by the key in ``public_key``."""
+    from model.signing import load_public_key, verify_artifact
+
+    key = load_public_key(Path(public_key))
+    return lambda path: verify_artifact(path, key)

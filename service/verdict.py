@@ -9,6 +9,7 @@ same bytes.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,7 @@ class Verdict:
     policy: str
     policy_version: str = ""
     groups: tuple[GroupResult, ...] = ()
+    verdict_id: str = ""
 
 
 def _headers(
@@ -207,6 +209,7 @@ def build_verdict(
         policy=top.policy,
         policy_version=policy.version,
         groups=results,
+        verdict_id=hashlib.sha256(request.message).hexdigest(),
     )
 
 
@@ -230,6 +233,7 @@ def verdict_dict(v: Verdict) -> dict[str, object]:
         "limits_cut": list(v.limits_cut),
         "policy": v.policy,
         "policy_version": v.policy_version,
+        "verdict_id": v.verdict_id,
         "groups": [
             {
                 "recipients": list(g.recipients),

@@ -65,7 +65,9 @@ class TrainConfig:
         return asdict(self)
 
 
-def _fit_linear(X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig) -> tuple[np.ndarray, float]:
+def _fit_linear(
+    X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig, init: tuple[np.ndarray, float] | None = None
+) -> tuple[np.ndarray, float]:
     if len(np.unique(y)) < 2:
         raise ValueError("training data needs both spam and ham")
     if cfg.loss == "log":
@@ -81,7 +83,11 @@ def _fit_linear(X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig) -> tuple[np.n
             tol=1e-4,
             random_state=cfg.seed,
         )
-    clf.fit(X, y)
+    if init is not None and cfg.loss != "log":
+        # Incremental update: start SGD from the active model's weights.
+        clf.fit(X, y, coef_init=init[0].astype(np.float64).reshape(1, -1), intercept_init=np.array([init[1]]))
+    else:
+        clf.fit(X, y)
     return clf.coef_.ravel().astype(np.float32), float(clf.intercept_[0])
 
 
@@ -95,8 +101,15 @@ class FitResult:
     train_seconds: float
 
 
-def fit(X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig) -> FitResult:
-    """Fit on rows in time order (oldest first); see the module docstring."""
+def fit(
+    X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig, init: tuple[np.ndarray, float] | None = None
+) -> FitResult:
+    """Fit on rows in time order (oldest first); see the module docstring.
+
+    ``init`` (coef, intercept) warm-starts the final SGD fit from an earlier
+    model's weights (an incremental update); the out-of-fold fits start cold
+    so calibration is not flattered by weights that saw the validation folds.
+    """
     start = time.perf_counter()
     y = np.asarray(y)
     oof = np.zeros(len(y), dtype=np.float64)
@@ -112,7 +125,7 @@ def fit(X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig) -> FitResult:
         coef, b = _fit_linear(X[tr], y[tr], cfg)
         oof[va] = np.asarray(X[va] @ coef).ravel() + b
     calibration = fit_calibration(oof, y, cfg.calibration)
-    coef, b = _fit_linear(X, y, cfg)
+    coef, b = _fit_linear(X, y, cfg, init)
     probs = calibration.probability(oof)
     points = metrics.operating_points(y, probs)
     validation = metrics.summary(y, probs)

@@ -15,12 +15,21 @@ class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_REROUTE: _ClassVar[Action]
     ACTION_REJECT: _ClassVar[Action]
     ACTION_DELETE: _ClassVar[Action]
+
+class FeedbackLabel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_LABEL_UNSPECIFIED: _ClassVar[FeedbackLabel]
+    FEEDBACK_LABEL_SPAM: _ClassVar[FeedbackLabel]
+    FEEDBACK_LABEL_HAM: _ClassVar[FeedbackLabel]
 ACTION_UNSPECIFIED: Action
 ACTION_DELIVER: Action
 ACTION_TAG: Action
 ACTION_REROUTE: Action
 ACTION_REJECT: Action
 ACTION_DELETE: Action
+FEEDBACK_LABEL_UNSPECIFIED: FeedbackLabel
+FEEDBACK_LABEL_SPAM: FeedbackLabel
+FEEDBACK_LABEL_HAM: FeedbackLabel
 
 class Envelope(_message.Message):
     __slots__ = ("client_ip", "helo", "mail_from", "rcpt_to")
@@ -65,7 +74,7 @@ class Reason(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("correlation_id", "spam_probability", "action", "add_headers", "subject_tag", "reroute_to", "reasons", "model_version", "scanned", "list_decision", "limits_cut", "threshold", "policy", "reject_text", "error", "groups", "policy_version")
+    __slots__ = ("correlation_id", "spam_probability", "action", "add_headers", "subject_tag", "reroute_to", "reasons", "model_version", "scanned", "list_decision", "limits_cut", "threshold", "policy", "reject_text", "error", "groups", "policy_version", "verdict_id")
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     SPAM_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +92,7 @@ class ClassifyResponse(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_ID_FIELD_NUMBER: _ClassVar[int]
     correlation_id: str
     spam_probability: float
     action: Action
@@ -100,7 +110,36 @@ class ClassifyResponse(_message.Message):
     error: str
     groups: _containers.RepeatedCompositeFieldContainer[RecipientGroup]
     policy_version: str
-    def __init__(self, correlation_id: _Optional[str] = ..., spam_probability: _Optional[float] = ..., action: _Optional[_Union[Action, str]] = ..., add_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., subject_tag: _Optional[str] = ..., reroute_to: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., scanned: _Optional[bool] = ..., list_decision: _Optional[str] = ..., limits_cut: _Optional[_Iterable[str]] = ..., threshold: _Optional[str] = ..., policy: _Optional[str] = ..., reject_text: _Optional[str] = ..., error: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[RecipientGroup, _Mapping]]] = ..., policy_version: _Optional[str] = ...) -> None: ...
+    verdict_id: str
+    def __init__(self, correlation_id: _Optional[str] = ..., spam_probability: _Optional[float] = ..., action: _Optional[_Union[Action, str]] = ..., add_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., subject_tag: _Optional[str] = ..., reroute_to: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., scanned: _Optional[bool] = ..., list_decision: _Optional[str] = ..., limits_cut: _Optional[_Iterable[str]] = ..., threshold: _Optional[str] = ..., policy: _Optional[str] = ..., reject_text: _Optional[str] = ..., error: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[RecipientGroup, _Mapping]]] = ..., policy_version: _Optional[str] = ..., verdict_id: _Optional[str] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("message", "verdict_id", "label", "reporter")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_FIELD_NUMBER: _ClassVar[int]
+    message: bytes
+    verdict_id: str
+    label: FeedbackLabel
+    reporter: str
+    def __init__(self, message: _Optional[bytes] = ..., verdict_id: _Optional[str] = ..., label: _Optional[_Union[FeedbackLabel, str]] = ..., reporter: _Optional[str] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("message_sha256", "duplicate", "stored_messages")
+    MESSAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    STORED_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    message_sha256: str
+    duplicate: bool
+    stored_messages: int
+    def __init__(self, message_sha256: _Optional[str] = ..., duplicate: _Optional[bool] = ..., stored_messages: _Optional[int] = ...) -> None: ...
+
+class ActivateModelRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
 
 class RecipientGroup(_message.Message):
     __slots__ = ("recipients", "policy", "action", "threshold", "list_decision", "add_headers", "subject_tag", "reroute_to", "reject_text")

@@ -61,6 +61,16 @@ class SpamGateStub:
                 request_serializer=spamgate_dot_v1_dot_spamgate__pb2.ReloadPolicyRequest.SerializeToString,
                 response_deserializer=spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.FromString,
                 _registered_method=True)
+        self.ReportFeedback = channel.unary_unary(
+                '/spamgate.v1.SpamGate/ReportFeedback',
+                request_serializer=spamgate_dot_v1_dot_spamgate__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=spamgate_dot_v1_dot_spamgate__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
+        self.ActivateModel = channel.unary_unary(
+                '/spamgate.v1.SpamGate/ActivateModel',
+                request_serializer=spamgate_dot_v1_dot_spamgate__pb2.ActivateModelRequest.SerializeToString,
+                response_deserializer=spamgate_dot_v1_dot_spamgate__pb2.ModelInfo.FromString,
+                _registered_method=True)
 
 
 class SpamGateServicer:
@@ -110,6 +120,27 @@ class SpamGateServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportFeedback(self, request, context):
+        """Report that a message was spam or ham. Answered only after the report is
+        durably stored. The same report twice is a no-op (duplicate = true); a later
+        report with another label for the same message wins, both stay in history.
+        FAILED_PRECONDITION when the server has no feedback store configured;
+        NOT_FOUND for a verdict_id no longer in the recent-verdict cache.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivateModel(self, request, context):
+        """Verify and activate a model version from the server's registry, without a
+        restart; in-flight requests finish on the model they started with.
+        FAILED_PRECONDITION without a registry; NOT_FOUND / INVALID_ARGUMENT when the
+        version is missing or fails verification (the active model stays).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SpamGateServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +168,16 @@ def add_SpamGateServicer_to_server(servicer, server):
                     servicer.ReloadPolicy,
                     request_deserializer=spamgate_dot_v1_dot_spamgate__pb2.ReloadPolicyRequest.FromString,
                     response_serializer=spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.SerializeToString,
+            ),
+            'ReportFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFeedback,
+                    request_deserializer=spamgate_dot_v1_dot_spamgate__pb2.FeedbackRequest.FromString,
+                    response_serializer=spamgate_dot_v1_dot_spamgate__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'ActivateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateModel,
+                    request_deserializer=spamgate_dot_v1_dot_spamgate__pb2.ActivateModelRequest.FromString,
+                    response_serializer=spamgate_dot_v1_dot_spamgate__pb2.ModelInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +316,60 @@ class SpamGate:
             '/spamgate.v1.SpamGate/ReloadPolicy',
             spamgate_dot_v1_dot_spamgate__pb2.ReloadPolicyRequest.SerializeToString,
             spamgate_dot_v1_dot_spamgate__pb2.PolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spamgate.v1.SpamGate/ReportFeedback',
+            spamgate_dot_v1_dot_spamgate__pb2.FeedbackRequest.SerializeToString,
+            spamgate_dot_v1_dot_spamgate__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spamgate.v1.SpamGate/ActivateModel',
+            spamgate_dot_v1_dot_spamgate__pb2.ActivateModelRequest.SerializeToString,
+            spamgate_dot_v1_dot_spamgate__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,

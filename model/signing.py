@@ -1,0 +1,90 @@
+"""Ed25519 signatures over an artifact's manifest.
+
+The manifest lists the sha256 of every other file, so one signature over the
+manifest bytes covers the whole artifact: ``load_artifact`` checks the files
+against the manifest, this module checks the manifest against a public key.
+The signature lives beside the manifest as ``signature.ed25519`` (raw 64
+bytes, base64); keys are PEM files (private key PKCS#8, public key SPKI).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from model.artifact import MANIFEST, ArtifactError
+
+SIGNATURE = "signature.ed25519"
+
+
+class SignatureError(ArtifactError):
+    """Unsigned, badly signed, or signed by another key."""
+
+
+def generate_keypair(prefix: Path) -> tuple[Path, Path]:
+    """Write ``PREFIX`` (private, mode 0600) and ``PREFIX.pub`` (public)."""
+    prefix = Path(prefix)
+    key = Ed25519PrivateKey.generate()
+    priv = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if prefix.exists():
+        raise FileExistsError(f"{prefix} exists; refusing to overwrite a key")
+    fd = os.open(prefix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(priv)
+    pub_path = prefix.with_name(prefix.name + ".pub")
+    pub_path.write_bytes(pub)
+    return prefix, pub_path
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SignatureError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise SignatureError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def sign_artifact(model_dir: Path, key: Ed25519PrivateKey) -> Path:
+    """Sign ``model_dir/manifest.json``; writes ``signature.ed25519`` atomically."""
+    model_dir = Path(model_dir)
+    sig = key.sign((model_dir / MANIFEST).read_bytes())
+    tmp = model_dir / f".{SIGNATURE}.tmp"
+    tmp.write_bytes(base64.b64encode(sig) + b"\n")
+    os.replace(tmp, model_dir / SIGNATURE)
+    return model_dir / SIGNATURE
+
+
+def verify_artifact(model_dir: Path, key: Ed25519PublicKey) -> None:
+    """Raise ``SignatureError`` unless the manifest carries a valid signature by ``key``."""
+    model_dir = Path(model_dir)
+    sig_path = model_dir / SIGNATURE
+    if not sig_path.is_file():
+        raise SignatureError(f"{model_dir}: unsigned (no {SIGNATURE})")
+    try:
+        sig = base64.b64decode(sig_path.read_bytes().strip(), validate=True)
+    except ValueError as exc:
+        raise SignatureError(f"{sig_path}: not a base64 signature") from exc
+    try:
+        key.verify(sig, (model_dir / MANIFEST).read_bytes())
+    except InvalidSignature as exc:
+        raise SignatureError(
+            f"{model_dir}: signature does not match the manifest (tampered, or another key)"
+        ) from exc
+    except OSError as exc:
+        raise SignatureError(f"{model_dir}: cannot read manifest: {exc.strerror}") from exc

@@ -1,0 +1,153 @@
+"""Durable store of user/admin reports ("this was spam / ham").
+
+SQLite in WAL mode with ``synchronous=FULL``: a report is committed (and the
+WAL fsynced) before ``add`` returns, so an acknowledgement the service sends
+after ``add`` survives ``kill -9`` and power loss. Every report is kept as
+history; the same (message, label, reporter) reported again is a no-op; the
+latest report for a message is its label.
+
+Why SQLite over files+fsync: one fsync per report either way, but SQLite
+gives the idempotency check, the history query and crash recovery for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from training.corpora import LabelledMessage
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    sha256 TEXT PRIMARY KEY,
+    raw BLOB NOT NULL,
+    first_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL REFERENCES messages(sha256),
+    label TEXT NOT NULL CHECK (label IN ('spam', 'ham')),
+    reporter TEXT NOT NULL,
+    reported_at TEXT NOT NULL,
+    verdict TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_by_message ON reports(sha256, id);
+"""
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """What ``add`` did."""
+
+    sha256: str
+    duplicate: bool
+    report_id: int
+
+
+class FeedbackStore:
+    """Thread-safe; one connection guarded by a lock (writes are serialised anyway)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def add(
+        self, raw: bytes, label: str, reporter: str = "", verdict: dict[str, Any] | None = None
+    ) -> StoredReport:
+        """Store a report durably; returns after the commit is on disk."""
+        if label not in ("spam", "ham"):
+            raise ValueError(f"label must be 'spam' or 'ham', got {label!r}")
+        if not raw:
+            raise ValueError("empty message")
+        digest = hashlib.sha256(raw).hexdigest()
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "INSERT OR IGNORE INTO messages(sha256, raw, first_seen) VALUES (?, ?, ?)",
+                    (digest, raw, now),
+                )
+                last = cur.execute(
+                    "SELECT id, label, reporter FROM reports WHERE sha256 = ? ORDER BY id DESC LIMIT 1",
+                    (digest,),
+                ).fetchone()
+                if last is not None and last[1] == label and last[2] == reporter:
+                    cur.execute("COMMIT")
+                    return StoredReport(digest, True, int(last[0]))
+                cur.execute(
+                    "INSERT INTO reports(sha256, label, reporter, reported_at, verdict) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (digest, label, reporter, now, json.dumps(verdict or {})),
+                )
+                rid = int(cur.lastrowid or 0)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return StoredReport(digest, False, rid)
+
+    def history(self, sha256: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, label, reporter, reported_at, verdict FROM reports WHERE sha256 = ? ORDER BY id",
+                (sha256,),
+            ).fetchall()
+        return [
+            {"id": r[0], "label": r[1], "reporter": r[2], "reported_at": r[3], "verdict": json.loads(r[4])}
+            for r in rows
+        ]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+
+    def labelled(self) -> Iterator[LabelledMessage]:
+        """Every reported message with its latest label, in order of that label's report."""
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT m.raw, r.label, r.id, m.sha256 FROM reports r JOIN messages m USING (sha256)
+                   WHERE r.id = (SELECT MAX(id) FROM reports WHERE sha256 = r.sha256) ORDER BY r.id"""
+            ).fetchall()
+        for raw, label, rid, digest in rows:
+            yield LabelledMessage(1 if label == "spam" else 0, bytes(raw), f"feedback:{digest}", float(rid))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RecentMessages:
+    """Bounded cache of recently classified messages by verdict id, for reports by id."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, verdict_id: str, raw: bytes, verdict: dict[str, Any]) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._items[verdict_id] = (raw, verdict)
+            self._items.move_to_end(verdict_id)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def get(self, verdict_id: str) -> tuple[bytes, dict[str, Any]] | None:
+        with self._lock:
+            return self._items.get(verdict_id)

@@ -6,7 +6,13 @@ STAMP  := $(VENV)/.installed
 CORPORA ?= ../shared/corpora
 DATA   ?= data
 
-.PHONY: setup serve test lint typecheck check proto default-model bench bench-peers clean
+.PHONY: setup setup-milter milter serve test lint typecheck check proto default-model bench bench-peers clean
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages: libmilter-dev to build pymilter, postfix for the end-to-end milter test.
+SYSTEM_PACKAGES := libmilter-dev postfix
+SYSTEM_STAMP := $(VENV)/.system
+MILTER_STAMP := $(VENV)/.milter
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,14 +20,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(SYSTEM_STAMP): $(STAMP)
+	@if ! dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
+	  echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+	touch $(SYSTEM_STAMP)
+
+$(MILTER_STAMP): $(SYSTEM_STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,milter]'
+	touch $(MILTER_STAMP)
+
 setup: $(STAMP)
+
+## Everything for the milter (Debian's libmilter-dev and postfix, pymilter).
+setup-milter: $(MILTER_STAMP)
 
 ## Run the verdict service on the bundled default model (Ctrl-C stops it).
 serve: $(STAMP)
 	$(BIN)/spamgate serve
 
-## The whole test suite, plus lint and type checks.
-test: $(STAMP)
+## The whole test suite, plus lint and type checks (includes the real-Postfix milter test).
+test: $(MILTER_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy model training service bench
 	$(BIN)/pytest
@@ -31,6 +53,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy model training service bench
+
+## Run the milter for Postfix/Sendmail against a running `make serve`.
+milter: $(MILTER_STAMP)
+	$(BIN)/spamgate milter
 
 ## Regenerate the gRPC stubs from protos/ (a test fails when they are stale).
 proto: $(STAMP)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from service import commands as service_commands
-from service import lifecycle_commands, policy_commands
+from service import lifecycle_commands, mta_commands, policy_commands
 from training import cli as training_cli
 
 
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     service_commands.add_parsers(sub)
     policy_commands.add_parsers(sub)
     lifecycle_commands.add_parsers(sub)
+    mta_commands.add_parsers(sub)
     return parser
 
 

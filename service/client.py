@@ -34,6 +34,11 @@ class SpamGateClient:
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                # Reconnect within seconds after a service restart: gRPC's default
+                # backoff grows to 120 s, far too long for a mail gateway.
+                ("grpc.initial_reconnect_backoff_ms", 250),
+                ("grpc.min_reconnect_backoff_ms", 250),
+                ("grpc.max_reconnect_backoff_ms", 2000),
             ],
         )
         self.stub = pb_grpc.SpamGateStub(self.channel)

@@ -20,6 +20,11 @@ from service.decide import GroupVerdict, decide_groups, from_domain_of, from_hea
 from service.policy import Action, Policy, Settings
 from service.registry import ModelHolder, NoModelError
 
+# The standard anti-spam test string (SpamAssassin's GTUBE): a message holding it
+# scores 1.0 whatever the model says, so admins can test their whole chain
+# (thresholds, MTA hook, quarantine) with a message they know the answer to.
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
 # Header-only parse for the authenticated-From allow list: cheap and bounded.
 _HEADER_LIMITS = ParseLimits(max_bytes=64 * 1024, max_parts=1, max_text_chars=1, max_html_chars=1, max_urls=1)
 
@@ -187,6 +192,8 @@ def build_verdict(
             score.cut,
             score.model_version,
         )
+        if GTUBE in request.message:
+            probability, reasons = 1.0, (Reason("GTUBE test string", "rule", 100.0),)
         points = scorer.artifact.operating_points
     decided = decide_groups(groups, probability, points)
     results = tuple(_group_result(g, probability, reasons, model_version) for g in decided)

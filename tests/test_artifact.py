@@ -100,7 +100,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_bundled_model_loads_and_scores() -> None:
     art = load_artifact(bundled_model_path())
     names = [p["name"] for p in art.operating_points]
-    assert names == ["aggressive", "balanced", "lenient"]
+    assert {"aggressive", "balanced", "lenient"} <= set(names)
     assert "make default-model" in art.manifest["training"]["command"]
     s = Scorer(art)
     spam = make(

@@ -39,7 +39,7 @@ def test_hashing_is_identical_across_processes() -> None:
 
 
 def test_row_layout() -> None:
-    fx = FeatureExtractor(FeatureConfig(n_bits=16))
+    fx = FeatureExtractor(FeatureConfig(n_bits=16, byte_ngram=0))
     X = fx.transform([make(), b"", b"\x00junk"])
     assert X.shape == (3, (1 << 16) + len(HEURISTIC_NAMES))
     tok = X[0, : 1 << 16].toarray()

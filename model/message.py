@@ -79,6 +79,7 @@ class MessageView:
     links: list[Link] = field(default_factory=list)
     image_count: int = 0
     urls: list[str] = field(default_factory=list)
+    url_hosts: list[str] = field(default_factory=list)  # host of each URL ('' when none), same order
     attachments: list[Attachment] = field(default_factory=list)
     text_plain_parts: int = 0
     text_html_parts: int = 0

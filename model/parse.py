@@ -24,7 +24,7 @@ from email.policy import compat32
 from model.html_text import html_to_text
 from model.limits import ParseLimits
 from model.message import Address, Attachment, Link, MessageView, ReceivedHop
-from model.urls import find_urls
+from model.urls import find_urls, url_host
 
 DEFAULT_LIMITS = ParseLimits()
 # Raw bytes kept in the view for byte n-gram features (model.features).
@@ -298,3 +298,4 @@ def _walk_parts(view: MessageView, root: Message, limits: ParseLimits) -> None:
         url_text.append(view.html_text)
         url_text.extend(h for _, h in ext.links)
     view.urls = find_urls("\n".join(url_text), limits.max_urls)
+    view.url_hosts = [url_host(u) for u in view.urls]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from model.message import MessageView
-from model.urls import is_ip_literal, parent_domains, url_host
+from model.urls import is_ip_literal, parent_domains
 
 # Words: runs of letters/digits, allowing inner ' . - (so "e-mail", "don't"
 # and "v1.2" stay one token). No-space scripts (CJK, Thai…) are cut out first
@@ -174,8 +174,7 @@ def header_tokens(view: MessageView, cfg: TokenConfig, out: Counter[str]) -> Non
 
 def url_tokens(view: MessageView, out: Counter[str]) -> None:
     """URL hosts and their parent domains; never paths (randomised per message)."""
-    for url in view.urls:
-        host = url_host(url)
+    for host in view.url_hosts:
         if not host:
             continue
         if is_ip_literal(host):

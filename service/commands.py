@@ -79,8 +79,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         stopping.set()
 
+    def reload() -> None:
+        running.engine.policies.reload()  # a bad file keeps the old policy (logged)
+        if running.watcher is not None:
+            running.watcher.check()  # follow the registry pointer now, not at the next poll
+
+    def on_hup(_signum: int, _frame: Any) -> None:
+        # Off the signal handler's stack: reloading reads files and may load a model.
+        threading.Thread(target=reload, name="reload", daemon=True).start()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     log.info(
         "listening",
         extra={"address": cfg.server.address, "port": running.port, "metrics_port": running.metrics_port},

@@ -8,8 +8,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from service.cli import main
 from service.client import SpamGateClient
 from service.config import load_config, with_server
 from service.feedback import FeedbackStore
+from service.launch import start_serve
 from service.model_registry import ModelRegistry, RegistryError
 from service.proto_gen import spamgate_pb2 as pb
 from service.server import RunningServer, start_server
@@ -300,36 +299,9 @@ def test_feedback_store_idempotent_and_history(tmp_path: Path) -> None:
 
 def test_feedback_survives_kill_9(tmp_path: Path, small_model: Artifact) -> None:
     db = tmp_path / "fb.db"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--config",
-            str(_write_cfg(tmp_path, db)),
-            "--model",
-            str(small_model.path),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, port = start_serve(["--config", str(_write_cfg(tmp_path, db)), "--model", str(small_model.path)])
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline().rsplit(":", 1)[1])
         with SpamGateClient(f"127.0.0.1:{port}") as c:
-            for _ in range(100):
-                try:
-                    c.model_info()
-                    break
-                except grpc.RpcError:
-                    time.sleep(0.1)
             v = c.classify(make({"Subject": "by id"}))
             by_id = c.stub.ReportFeedback(
                 pb.FeedbackRequest(verdict_id=v.verdict_id, label=pb.FEEDBACK_LABEL_SPAM, reporter="u1"),

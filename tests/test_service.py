@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from model.bundled import bundled_model_path
 from service.client import SpamGateClient, envelope
 from service.config import ConfigError, load_config, with_server
+from service.launch import start_serve
 from service.proto_gen import spamgate_pb2 as pb
 from service.registry import ModelHolder
 from service.server import RunningServer, start_server
@@ -198,27 +199,7 @@ def test_bad_config_is_rejected_with_named_errors(tmp_path: Path) -> None:
 
 
 def _start_serve_process(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", "0", "--metrics-port", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "serving on" in line, line
-    port = int(line.rsplit(":", 1)[1])
-    with SpamGateClient(f"127.0.0.1:{port}") as c:
-        deadline = time.time() + 60
-        while True:
-            try:
-                c.model_info()
-                break
-            except grpc.RpcError:
-                assert time.time() < deadline
-                time.sleep(0.1)
-    return proc, port
+    return start_serve()
 
 
 def test_sigterm_drains_in_flight_call(tmp_path: Path) -> None:

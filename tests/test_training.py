@@ -83,6 +83,12 @@ def test_mbox_and_maildir_readers(tmp_path: Path) -> None:
     assert len(got) == 6 and all(m.label == 0 for m in got)
     with pytest.raises(CorpusError, match="needs --label"):
         list(read_corpus(tmp_path / "Maildir"))
+    for name, fmt in (("spam.mbox", "mbox"), ("Maildir", "maildir")):
+        arch = tmp_path / f"{name}.tar.gz"
+        with tarfile.open(arch, "w:gz") as tar:
+            tar.add(tmp_path / name, arcname=name)
+        got = sorted(m.raw for m in read_corpus(arch, fmt, label="spam"))
+        assert got == sorted(m.raw for m in read_corpus(tmp_path / name, fmt, label="spam"))
 
 
 def test_splits_keep_groups_together() -> None:

@@ -98,7 +98,8 @@ def read_corpus(
             raise CorpusError(f"{path}: a {fmt} corpus needs --label spam|ham")
         lab = _label(label, str(path))
         if is_archive(path):
-            raise CorpusError(f"{path}: unpack {fmt} archives first (mailbox needs random access)")
+            yield from (_read_mbox_archive(path, lab) if fmt == "mbox" else _read_maildir_archive(path, lab))
+            return
         yield from (_read_mbox(path, lab) if fmt == "mbox" else _read_maildir(path, lab))
         return
     if is_archive(path):
@@ -192,6 +193,42 @@ def _read_maildir(path: Path, label: int) -> Iterator[LabelledMessage]:
     box = mailbox.Maildir(str(path), factory=None, create=False)
     for key in sorted(box.iterkeys()):
         yield LabelledMessage(label, box.get_bytes(key), f"{path.name}/{key}", None)
+
+
+def _read_mbox_archive(path: Path, label: int) -> Iterator[LabelledMessage]:
+    """Every mbox file in an archive, one member at a time through a temporary file.
+
+    ``mailbox.mbox`` needs a seekable file, so each member is spooled to disk
+    (never all of them at once).
+    """
+    import tempfile
+
+    with tarfile.open(path, mode="r|*") as tar:
+        for member in tar:
+            f = tar.extractfile(member) if member.isfile() else None
+            if f is None:
+                continue
+            head = f.read(5)
+            if head != b"From ":
+                continue
+            with tempfile.NamedTemporaryFile(suffix=".mbox") as tmp:
+                tmp.write(head)
+                while chunk := f.read(1 << 20):
+                    tmp.write(chunk)
+                tmp.flush()
+                for m in _read_mbox(Path(tmp.name), label):
+                    yield LabelledMessage(m.label, m.raw, f"{member.name}#{m.order:.0f}", m.order)
+
+
+def _read_maildir_archive(path: Path, label: int) -> Iterator[LabelledMessage]:
+    """Messages under the ``cur/`` and ``new/`` folders of a Maildir inside an archive."""
+    with tarfile.open(path, mode="r|*") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) >= 2 and parts[-2] in ("cur", "new"):
+                f = tar.extractfile(member)
+                if f is not None:
+                    yield LabelledMessage(label, f.read(), member.name, None)
 
 
 def _strip_top(name: str) -> tuple[str, str]:

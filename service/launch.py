@@ -1,0 +1,59 @@
+"""Start ``spamgate serve`` as a child process on a free port and wait until it answers.
+
+For benchmarks, tests and scripts that need a real server process (the
+stdout line "spamgate serving on HOST:PORT" carries the ephemeral port).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+
+from service.client import SpamGateClient
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_serve(
+    extra_args: list[str] | None = None, stderr: int | IO[Any] = subprocess.DEVNULL, timeout: float = 60.0
+) -> tuple[subprocess.Popen[str], int]:
+    """Launch ``spamgate serve --port 0 --metrics-port 0 EXTRA…``; (process, port) once a model answers."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+            *(extra_args or []),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "serving on" not in line:
+        proc.kill()
+        raise RuntimeError(f"spamgate serve did not start (exit {proc.wait()}): {line!r}")
+    port = int(line.rsplit(":", 1)[1])
+    deadline = time.time() + timeout
+    with SpamGateClient(f"127.0.0.1:{port}") as c:
+        while True:
+            try:
+                c.model_info(timeout=2)
+                return proc, port
+            except grpc.RpcError:
+                if proc.poll() is not None or time.time() > deadline:
+                    proc.kill()
+                    raise RuntimeError(f"spamgate serve on port {port} never loaded a model") from None
+                time.sleep(0.1)

@@ -115,6 +115,8 @@ class RowParts:
 
     tokens: list[str]
     grams: np.ndarray  # packed byte n-grams
+    token_cols: np.ndarray  # column of each token, as hashed for the row
+    gram_cols: np.ndarray  # column of each byte n-gram
 
 
 class FeatureExtractor:
@@ -187,24 +189,25 @@ class FeatureExtractor:
         """One row plus what it was built from (for explaining a verdict)."""
         values = self._token_values(self.tokens(view))
         grams = self.grams(view)
-        return self._rows([self._row(values, grams, heuristic_values(view))]), RowParts(list(values), grams)
+        cols, vals = self._row(values, grams, heuristic_values(view))
+        nt, ng = len(values), len(grams)
+        parts = RowParts(list(values), grams, cols[:nt], cols[nt : nt + ng])
+        return self._rows([(cols, vals)]), parts
 
     def transform(self, raws: Iterable[bytes]) -> sp.csr_matrix:
         """Rows for raw messages (the function training and serving share)."""
         return self.transform_views([self.parse(r) for r in raws])
 
     def column_names(self, parts: RowParts, wanted: set[int]) -> dict[int, list[str]]:
-        """Human-readable names of the wanted token columns."""
+        """Human-readable names of the wanted hashed columns (tokens and byte n-grams)."""
         names: dict[int, list[str]] = {}
-        for tok, col in zip(parts.tokens, token_columns(parts.tokens, self.config.n_hash), strict=True):
-            if int(col) in wanted:
-                names.setdefault(int(col), []).append(tok)
-        if parts.grams.size:
-            n = self.config.byte_ngram
-            for g, col in zip(
-                parts.grams.tolist(), byte_ngram_columns(parts.grams, self.config.n_hash), strict=True
-            ):
-                if int(col) in wanted:
-                    text = int(g).to_bytes(n, "big").decode("latin-1")
-                    names.setdefault(int(col), []).append(f"raw:{text!r}")
+        if not wanted:
+            return names
+        want = np.fromiter(wanted, dtype=np.int64)
+        for i in np.flatnonzero(np.isin(parts.token_cols, want)).tolist():
+            names.setdefault(int(parts.token_cols[i]), []).append(parts.tokens[i])
+        n = self.config.byte_ngram
+        for i in np.flatnonzero(np.isin(parts.gram_cols, want)).tolist():
+            text = int(parts.grams[i]).to_bytes(n, "big").decode("latin-1")
+            names.setdefault(int(parts.gram_cols[i]), []).append(f"raw:{text!r}")
         return names

@@ -263,7 +263,12 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                 context.abort(grpc.StatusCode.NOT_FOUND, f"verdict {request.verdict_id} is no longer cached")
             raw, verdict = cached  # type: ignore[misc]
         assert store is not None
-        stored = store.add(raw, labels[request.label], request.reporter, verdict)
+        if len(raw) > self.engine.max_message_bytes:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"message is {len(raw)} bytes, above the limit of {self.engine.max_message_bytes} bytes",
+            )
+        stored = store.add(raw, labels[request.label], request.reporter[:200], verdict)
         return pb.FeedbackResponse(
             message_sha256=stored.sha256, duplicate=stored.duplicate, stored_messages=store.count()
         )

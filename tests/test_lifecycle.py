@@ -323,6 +323,14 @@ def test_feedback_survives_kill_9(tmp_path: Path, small_model: Artifact) -> None
                 timeout=10,
             )
             assert dup.duplicate and not acks[0].duplicate and by_id.message_sha256 == v.verdict_id
+            with pytest.raises(grpc.RpcError) as e:
+                c.stub.ReportFeedback(pb.FeedbackRequest(label=pb.FEEDBACK_LABEL_SPAM), timeout=10)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.RpcError) as e:
+                c.stub.ReportFeedback(
+                    pb.FeedbackRequest(verdict_id="0" * 64, label=pb.FEEDBACK_LABEL_HAM), timeout=10
+                )
+            assert e.value.code() == grpc.StatusCode.NOT_FOUND
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:

@@ -95,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=REPO / "data")
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--clients", default="1,4,8")
+    ap.add_argument("--processes", type=int, default=1, help="spamgate serve worker processes")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "throughput.json")
     ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])])
     msgs, mix = message_mix(args.data if args.data.is_dir() else None, args.messages)
-    proc, port = start_serve(["--log-format", "text"])
+    proc, port = start_serve(["--log-format", "text", "--processes", str(args.processes)])
     try:
         target = f"127.0.0.1:{port}"
         with SpamGateClient(target) as c:
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, 2 cores; "
         "server and clients share the machine). Mix: " + mix + ".",
+        "",
+        f"Server worker processes: {args.processes}.",
         "",
         "| concurrent clients | msgs/s | p50 latency | p99 latency | errors |",
         "|---|---|---|---|---|",

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464; 0 disables)")
     s.add_argument("--log-format", choices=("json", "text"), help="log lines as JSON (default) or text")
     s.add_argument("--policy", help="admin policy TOML file (default: built-in balanced policy)")
+    s.add_argument("--processes", type=int, help="worker processes sharing the port (default 1)")
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("classify", help="verdicts for messages, from a server or in-process")
@@ -47,12 +46,8 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.logs import setup_logging
-    from service.registry import ModelHolder
-    from service.server import start_server
-
     overrides = {
-        "server": {"address": args.address, "port": args.port},
+        "server": {"address": args.address, "port": args.port, "processes": args.processes},
         "model": {"path": args.model},
         "metrics": {"port": args.metrics_port},
         "logging": {"format": args.log_format},
@@ -63,51 +58,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"spamgate serve: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.logging.format, cfg.logging.level)
-    holder = ModelHolder(cfg.limits)
-    try:
-        running = start_server(cfg, holder)
-    except (OSError, RuntimeError) as exc:
-        print(f"spamgate serve: cannot start: {exc}", file=sys.stderr)
-        return 2
-    stopping = threading.Event()
+    if cfg.server.processes > 1:
+        from service.workers import run_workers
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info(
-            "shutting down",
-            extra={"signal": signal.Signals(signum).name, "grace_s": cfg.server.grace_seconds},
-        )
-        stopping.set()
+        return run_workers(cfg)
+    from service.workers import serve_forever
 
-    def reload() -> None:
-        running.engine.policies.reload()  # a bad file keeps the old policy (logged)
-        if running.watcher is not None:
-            running.watcher.check()  # follow the registry pointer now, not at the next poll
-
-    def on_hup(_signum: int, _frame: Any) -> None:
-        # Off the signal handler's stack: reloading reads files and may load a model.
-        threading.Thread(target=reload, name="reload", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hup)
-    log.info(
-        "listening",
-        extra={"address": cfg.server.address, "port": running.port, "metrics_port": running.metrics_port},
-    )
-    # The port line on stdout lets scripts (and tests) find an ephemeral port.
-    print(f"spamgate serving on {cfg.server.address}:{running.port}", flush=True)
-    try:
-        scorer = holder.load(cfg.model_path)
-    except Exception as exc:
-        log.error("model failed to load", extra={"path": str(cfg.model_path), "error": str(exc)})
-        running.stop(0).wait()
-        return 2
-    log.info("model loaded", extra={"version": scorer.version, "path": str(cfg.model_path)})
-    stopping.wait()
-    running.stop(cfg.server.grace_seconds).wait()
-    log.info("stopped")
-    return 0
+    return serve_forever(cfg)
 
 
 def iter_messages(paths: list[str]) -> Iterator[tuple[str, bytes]]:

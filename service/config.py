@@ -10,6 +10,7 @@ admin fixes a config in one pass instead of one restart per typo.
     max_concurrent_rpcs = 64    # beyond this: RESOURCE_EXHAUSTED
     max_message_bytes = 26214400
     grace_seconds = 10
+    processes = 1               # worker processes sharing the port (one core each)
     [model]
     path = ""                   # one artifact folder; empty: the bundled model
     registry = ""               # or a registry folder: serve its ACTIVE version, follow switches
@@ -60,6 +61,7 @@ class ServerSection:
     max_concurrent_rpcs: int = 64
     max_message_bytes: int = 25 * 1024 * 1024
     grace_seconds: float = 10.0
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def validate(cfg: Config) -> list[str]:
     _check_port("[metrics] port", cfg.metrics.port, errors, allow_zero=True)
     if cfg.metrics.port and cfg.metrics.port == s.port and cfg.metrics.address == s.address:
         errors.append("[metrics] port must differ from [server] port")
-    for key in ("workers", "max_concurrent_rpcs", "max_message_bytes"):
+    for key in ("workers", "max_concurrent_rpcs", "max_message_bytes", "processes"):
         if getattr(s, key) < 1:
             errors.append(f"[server] {key} must be >= 1, got {getattr(s, key)}")
     if s.grace_seconds < 0:

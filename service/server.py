@@ -318,6 +318,7 @@ def start_server(
     holder: ModelHolder | None = None,
     metrics: ServiceMetrics | None = None,
     policies: PolicyHolder | None = None,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Bind and start; health is NOT_SERVING until a model is loaded into ``holder``."""
     holder = holder or ModelHolder(cfg.limits)
@@ -343,7 +344,9 @@ def start_server(
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", transport_limit),
         ("grpc.max_send_message_length", 16 * 1024 * 1024),
-        ("grpc.so_reuseport", 0),
+        # Off unless worker processes share the port: a second server on a taken
+        # port must fail loudly, not silently split the traffic.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=cfg.server.workers, thread_name_prefix="spamgate-rpc"),

@@ -301,3 +301,14 @@ def test_overload_is_resource_exhausted() -> None:
             list(held)
     finally:
         running.stop(0).wait()
+
+
+def test_worker_processes_share_the_port() -> None:
+    proc, port = start_serve(["--processes", "2"])
+    try:
+        with SpamGateClient(f"127.0.0.1:{port}") as c:
+            for i in range(6):
+                assert c.classify(make({"Subject": f"n{i}"})).model_version
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0

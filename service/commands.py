@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from service.config import DEFAULT_PORT, ConfigError, load_config
-
-log = logging.getLogger("spamgate.serve")
 
 
 def add_parsers(sub: Any) -> None:

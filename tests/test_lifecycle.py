@@ -191,13 +191,20 @@ def _serve_registry(reg: Path, extra: dict[str, dict[str, object]] | None = None
     return running
 
 
+def _registry_with(tmp_path: Path, models: tuple[Artifact, ...], activations: list[str]) -> ModelRegistry:
+    """A registry holding ``models``, activated in the order given (the last is active)."""
+    reg = ModelRegistry(tmp_path / "models")
+    for m in models:
+        assert m.path is not None
+        reg.add(m.path)
+    for version in activations:
+        reg.activate(version)
+    return reg
+
+
 def test_hot_swap_under_load(tmp_path: Path, two_models: tuple[Artifact, Artifact]) -> None:
     a, b = two_models
-    reg = ModelRegistry(tmp_path / "models")
-    assert a.path is not None and b.path is not None
-    reg.add(a.path)
-    reg.add(b.path)
-    reg.activate(a.version)
+    reg = _registry_with(tmp_path, two_models, [a.version])
     running = _serve_registry(reg.root)
     target = f"127.0.0.1:{running.port}"
     stop = threading.Event()
@@ -237,12 +244,7 @@ def test_hot_swap_under_load(tmp_path: Path, two_models: tuple[Artifact, Artifac
 
 def test_rollback_takes_effect_within_a_second(tmp_path: Path, two_models: tuple[Artifact, Artifact]) -> None:
     a, b = two_models
-    reg = ModelRegistry(tmp_path / "models")
-    assert a.path is not None and b.path is not None
-    reg.add(a.path)
-    reg.add(b.path)
-    reg.activate(a.version)
-    reg.activate(b.version)
+    reg = _registry_with(tmp_path, two_models, [a.version, b.version])
     running = _serve_registry(reg.root)
     try:
         with SpamGateClient(f"127.0.0.1:{running.port}") as c:

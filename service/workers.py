@@ -30,7 +30,7 @@ from service.config import Config
 log = logging.getLogger("spamgate.serve")
 
 
-def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False) -> int:
+def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False, ready: Any = None) -> int:
     """Serve in this process until SIGTERM/SIGINT; SIGHUP reloads policy and follows the registry."""
     from service.logs import setup_logging
     from service.registry import ModelHolder
@@ -83,14 +83,16 @@ def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False) 
         running.stop(0).wait()
         return 2
     log.info("model loaded", extra={"version": scorer.version, "path": str(cfg.model_path)})
+    if ready is not None:
+        ready.set()  # tell the parent this worker serves
     stopping.wait()
     running.stop(cfg.server.grace_seconds).wait()
     log.info("stopped")
     return 0
 
 
-def _worker(cfg: Config) -> None:
-    sys.exit(serve_forever(cfg, announce=False, reuse_port=True))
+def _worker(cfg: Config, ready: Any) -> None:
+    sys.exit(serve_forever(cfg, announce=False, reuse_port=True, ready=ready))
 
 
 def _free_port(address: str) -> int:
@@ -111,9 +113,10 @@ def run_workers(cfg: Config) -> int:
         cfg, server=replace(cfg.server, port=port, processes=1), metrics=replace(cfg.metrics, port=0)
     )
     ctx = multiprocessing.get_context("spawn")
+    readies = [ctx.Event() for _ in range(cfg.server.processes)]
     workers = [
-        ctx.Process(target=_worker, args=(worker_cfg,), name=f"spamgate-worker-{i}")
-        for i in range(cfg.server.processes)
+        ctx.Process(target=_worker, args=(worker_cfg, ready), name=f"spamgate-worker-{i}")
+        for i, ready in enumerate(readies)
     ]
     for w in workers:
         w.start()
@@ -139,6 +142,14 @@ def run_workers(cfg: Config) -> int:
         "workers started",
         extra={"port": port, "processes": cfg.server.processes, "pids": [w.pid for w in workers]},
     )
+    # Announce only once every worker serves: a client (or a SIGTERM) before that
+    # would meet a half-started pool.
+    for ready, w in zip(readies, workers, strict=True):
+        while not ready.wait(0.2):
+            if not w.is_alive():
+                log.error("a worker failed to start", extra={"exitcode": w.exitcode})
+                forward(signal.SIGTERM, None)
+                break
     print(f"spamgate serving on {cfg.server.address}:{port}", flush=True)
     try:
         while any(w.is_alive() for w in workers):
@@ -151,4 +162,6 @@ def run_workers(cfg: Config) -> int:
                 forward(signal.SIGTERM, None)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0 if all(w.exitcode == 0 for w in workers) else 1
+    # A worker stopped by the SIGTERM we forwarded before it installed its handler is a clean stop too.
+    clean = (0, -signal.SIGTERM) if stopping.is_set() else (0,)
+    return 0 if all(w.exitcode in clean for w in workers) else 1

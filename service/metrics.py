@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 # Latency buckets around a mail gateway's budget: most verdicts take a few ms,
 # anything above a second is a problem the MTA will feel.
@@ -33,9 +33,23 @@ class ServiceMetrics:
             "spamgate_message_bytes", "Size of messages received", buckets=SIZE_BUCKETS, registry=r
         )
         self.model = Info("spamgate_model", "The active model", registry=r)
+        # The same as a gauge, which prometheus-client also aggregates across worker
+        # processes (serve --processes N); Info metrics are single-process only.
+        self.model_loaded = Gauge(
+            "spamgate_model_loaded",
+            "1 for the model version a serving process has active, 0 for versions it swapped out",
+            ["version", "feature_version"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self._active: tuple[str, str] | None = None
 
     def set_model(self, version: str, feature_version: str) -> None:
         self.model.info({"version": version, "feature_version": feature_version})
+        if self._active is not None and self._active != (version, feature_version):
+            self.model_loaded.labels(*self._active).set(0)
+        self.model_loaded.labels(version, feature_version).set(1)
+        self._active = (version, feature_version)
 
     def serve_http(self, address: str, port: int) -> int:
         """Start the /metrics endpoint in a daemon thread; returns the bound port."""

@@ -7,8 +7,8 @@ kernel spreads connections across them. The parent forwards SIGTERM/SIGINT
 (graceful stop) and SIGHUP (policy and model reload) and serves the metrics
 of all workers (prometheus-client's multi-process mode). In that mode the
 ``spamgate_model`` info metric is not exported (prometheus-client does not
-aggregate Info metrics across processes); every verdict still names its
-model version.
+aggregate Info metrics across processes); the ``spamgate_model_loaded``
+gauge carries the same, per worker.
 """
 
 from __future__ import annotations

@@ -161,6 +161,7 @@ def test_metrics_endpoint() -> None:
         )
         assert "spamgate_classify_seconds_bucket" in body and "spamgate_message_bytes_bucket" in body
         assert "spamgate_model_info{" in body
+        assert 'spamgate_model_loaded{feature_version="sg-features-' in body
     finally:
         running.stop(0).wait()
 

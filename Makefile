@@ -77,11 +77,15 @@ bench: $(STAMP) $(DATA)/.unpacked
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-## Score the peers' splits with bogofilter (Debian package) for side-by-side ROC plots.
+## Score the peers' splits with bogofilter (S1, S2) and SpamAssassin (S1; ~10 min) from Debian's
+## packages, with ../shared/peers' own scripts, for side-by-side ROC plots in bench/accuracy.py.
 PEERS ?= ../shared/peers
 bench-peers: $(DATA)/.unpacked
-	command -v bogofilter >/dev/null || (apt-get update -qq && apt-get install -y -qq bogofilter bc)
+	command -v bogofilter >/dev/null && command -v spamc >/dev/null || ($(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bogofilter spamassassin spamc bc)
 	mkdir -p bench/results/peers
 	for s in S1 S2; do (cd $(DATA) && bash $(abspath $(PEERS))/run_bogofilter.sh \
 	  $(abspath $(PEERS))/splits/$${s}_train.tsv $(abspath $(PEERS))/splits/$${s}_test.tsv \
 	  $(abspath bench/results/peers)/bogofilter_$${s}.tsv); done
+	cd $(DATA) && bash $(abspath $(PEERS))/run_spamassassin.sh $(abspath $(PEERS))/splits/S1_train.tsv \
+	  $(abspath $(PEERS))/splits/S1_test.tsv $(abspath bench/results/peers)/spamassassin_S1.tsv

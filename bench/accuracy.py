@@ -73,6 +73,10 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
             f"{r['scoring_msgs_per_s']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    earlier = [r for r in results if r.get("command", command) != command]
+    if earlier:
+        kept = "; ".join(f"{r['split']} (`{r['command']}`)" for r in earlier)
+        lines += ["", f"Rows kept from earlier runs: {kept}"]
     if peers:
         lines += [
             "",
@@ -109,11 +113,30 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
     return "\n".join(lines) + "\n"
 
 
+def merge_previous(path: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep earlier results for splits this run did not measure (``--splits`` a subset).
+
+    Each result records the command that produced it, so a table mixing runs stays traceable.
+    """
+    if not path.is_file():
+        return results
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return results
+    fresh = {r["split"] for r in results}
+    kept = [r for r in old.get("results", []) if r.get("split") not in fresh]
+    for r in kept:
+        r.setdefault("command", old.get("command", ""))
+    return kept + results if kept else results
+
+
 def peer_curves(split: str, folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """ROC inputs from peers' score files (``make bench-peers`` writes bogofilter's)."""
     out = []
     for f in sorted(folder.glob(f"*_{split}.tsv")):
         rows = [line.split("\t") for line in f.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r[1] not in ("nan", "")]  # messages a peer failed to score
         y = np.array([r[0] == "spam" for r in rows], dtype=int)
         s = np.array([float(r[1]) for r in rows])
         out.append((f.name.split("_")[0], y, s))
@@ -156,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary, fit_result, y, probs = run(split, fcfg, tcfg, args.jobs)
         summary["scoring_msgs_per_s"] = scoring_rate(split.test, fcfg, fit_result.model.coef)
+        summary["command"] = command
         summary["feature_config"] = fcfg.to_dict()
         summary["train_config"] = tcfg.to_dict()
         curves = [("spamgate", y, probs), *peer_curves(name, args.out.parent / "peers")]
@@ -171,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.append(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = merge_previous(args.out, results)
     args.out.write_text(json.dumps({"command": command, "results": results}, indent=1) + "\n")
     update_section(args.markdown, BEGIN, END, markdown(results, peer_results(args.peers), command))
     print(f"wrote {args.out} and {args.markdown}")

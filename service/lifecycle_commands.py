@@ -284,48 +284,32 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     import shlex
 
+    from model.features import FeatureConfig
     from service.model_registry import RegistryError
-    from training.corpora import CorpusError, read_corpus
+    from training.corpora import CorpusError, LabelledMessage, read_corpus
     from training.fit import TrainConfig
-    from training.retrain import GateConfig, retrain
+    from training.retrain import GateConfig, after, corpus_summary, retrain
 
     try:
         r = _registry(args)
         active = r.load(r.active()) if r.active() else None
-        messages = []
+        messages: list[LabelledMessage] = []
         corpora = []
         for c in args.corpus:
             msgs = list(read_corpus(c))
             messages.extend(msgs)
-            corpora.append(
-                {
-                    "name": Path(c).name,
-                    "messages": len(msgs),
-                    "ham": sum(1 for m in msgs if m.label == 0),
-                    "spam": sum(1 for m in msgs if m.label == 1),
-                }
-            )
+            corpora.append(corpus_summary(Path(c).name, msgs))
         if args.feedback:
             from service.feedback import FeedbackStore
 
-            base_max = max((m.order or 0.0 for m in messages), default=0.0)
             store = FeedbackStore(args.feedback)
-            fb = [
-                m.__class__(m.label, m.raw, m.source, base_max + (m.order or 0.0)) for m in store.labelled()
-            ]
+            fb = after(messages, list(store.labelled()))
             store.close()
             messages.extend(fb)
-            corpora.append(
-                {
-                    "name": f"feedback:{args.feedback.name}",
-                    "messages": len(fb),
-                    "ham": sum(1 for m in fb if m.label == 0),
-                    "spam": sum(1 for m in fb if m.label == 1),
-                }
-            )
+            corpora.append(corpus_summary(f"feedback:{args.feedback.name}", fb))
         if not messages:
             raise ValueError("nothing to train on: give --corpus and/or --feedback")
-        features = active.features if active else __import__("model.features").features.FeatureConfig()
+        features = active.features if active else FeatureConfig()
         train_cfg = TrainConfig(**active.manifest["training"]["train_config"]) if active else TrainConfig()
         gate = GateConfig(args.roca_tolerance, args.fpr_tolerance, args.holdout)
         args.registry.mkdir(parents=True, exist_ok=True)

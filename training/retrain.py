@@ -11,9 +11,10 @@ candidate's manifest and a report (JSON + ROC plot of both).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,24 @@ class GateConfig:
             raise ValueError(f"holdout must be in (0, 0.5), got {self.holdout}")
         if self.roca_tolerance < 0 or self.fpr_tolerance < 0:
             raise ValueError("tolerances must be >= 0")
+
+
+def corpus_summary(name: str, messages: list[LabelledMessage]) -> dict[str, Any]:
+    """What a manifest records about one training source (counts and an order-free content hash)."""
+    digests = sorted(f"{m.label}:{hashlib.sha256(m.raw).hexdigest()}" for m in messages)
+    return {
+        "name": name,
+        "messages": len(messages),
+        "ham": sum(1 for m in messages if m.label == 0),
+        "spam": sum(1 for m in messages if m.label == 1),
+        "content_sha256": hashlib.sha256("\n".join(digests).encode()).hexdigest(),
+    }
+
+
+def after(base: list[LabelledMessage], later: list[LabelledMessage]) -> list[LabelledMessage]:
+    """``later`` (e.g. feedback, in report order) placed in time after every message of ``base``."""
+    start = max((m.order or 0.0 for m in base), default=0.0)
+    return [replace(m, order=start + (m.order or 0.0)) for m in later]
 
 
 def _figures(y: np.ndarray, p: np.ndarray, points: list[dict[str, Any]]) -> dict[str, Any]:

@@ -173,20 +173,29 @@ class FeatureExtractor:
         hnz = np.flatnonzero(h)
         return np.concatenate([cols, c.n_hash + hnz]), np.concatenate([vals, h[hnz]])
 
-    def _rows(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
+    def _rows(self, parts: list[tuple[np.ndarray, np.ndarray]], canonical: bool) -> sp.csr_matrix:
+        """One CSR matrix from per-row (columns, values).
+
+        Columns that collide in the hash space appear twice in a row; every
+        product (``X @ w``, SGD's updates) adds them up, which is what a
+        collision means. Merging them (``canonical``) sorts every row: 0.08 ms
+        a message, 6% of the scoring budget, so only single rows whose
+        entries are explained one by one pay for it.
+        """
         indptr = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([len(cc) for cc, _ in parts], out=indptr[1:])
         cols = np.concatenate([cc for cc, _ in parts]) if parts else np.zeros(0, np.int64)
         vals = np.concatenate([v for _, v in parts]) if parts else np.zeros(0)
         m = sp.csr_matrix((vals.astype(np.float32), cols, indptr), shape=(len(parts), self.config.n_columns))
-        m.sum_duplicates()  # colliding hashes add up, and indices end sorted
+        if canonical:
+            m.sum_duplicates()
         return m
 
     def transform_views(self, views: Sequence[MessageView]) -> sp.csr_matrix:
-        """Rows for parsed messages."""
-        return self._rows(
-            [self._row(self._token_values(self.tokens(v)), self.grams(v), heuristic_values(v)) for v in views]
-        )
+        """Rows for parsed messages (hash collisions as repeated entries, see ``_rows``)."""
+        values = self._token_values
+        rows = [self._row(values(self.tokens(v)), self.grams(v), heuristic_values(v)) for v in views]
+        return self._rows(rows, canonical=False)
 
     def transform_one(self, view: MessageView) -> tuple[sp.csr_matrix, RowParts]:
         """One row plus what it was built from (for explaining a verdict)."""
@@ -195,7 +204,7 @@ class FeatureExtractor:
         cols, vals = self._row(values, grams, heuristic_values(view))
         nt, ng = len(values), len(grams)
         parts = RowParts(list(values), grams, cols[:nt], cols[nt : nt + ng])
-        return self._rows([(cols, vals)]), parts
+        return self._rows([(cols, vals)], canonical=True), parts
 
     def transform(self, raws: Iterable[bytes]) -> sp.csr_matrix:
         """Rows for raw messages (the function training and serving share)."""

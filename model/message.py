@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,10 @@ class MessageView:
         lname = name.lower()
         return [value for key, value in self.headers if key.lower() == lname]
 
-    @property
+    @cached_property
     def all_text(self) -> str:
-        """Plain text and HTML visible text together: what a reader sees."""
+        """Plain text and HTML visible text together: what a reader sees (computed once: several
+        rules and the tokenizer read it)."""
         if self.text and self.html_text:
             return self.text + "\n" + self.html_text
         return self.text or self.html_text

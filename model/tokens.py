@@ -85,14 +85,15 @@ def text_tokens(text: str, prefix: str, cfg: TokenConfig, out: Counter[str], lim
     """Add words (and configured n-grams) of ``text`` under ``prefix`` to ``out``."""
     if cfg.lowercase:
         text = text.lower()
-    for run in _NO_SPACE_SCRIPT.findall(text):
-        n = cfg.cjk_ngram
-        if len(run) <= n:
-            out[prefix + run] += 1
-        else:
-            for i in range(len(run) - n + 1):
-                out[prefix + run[i : i + n]] += 1
-    text = _NO_SPACE_SCRIPT.sub(" ", text)
+    if not text.isascii():
+        for run in _NO_SPACE_SCRIPT.findall(text):
+            n = cfg.cjk_ngram
+            if len(run) <= n:
+                out[prefix + run] += 1
+            else:
+                for i in range(len(run) - n + 1):
+                    out[prefix + run[i : i + n]] += 1
+        text = _NO_SPACE_SCRIPT.sub(" ", text)
     words = _WORD.findall(text)[:limit]
     maxlen = cfg.max_word_len
     toks = [w if len(w) <= maxlen and not w.isdigit() else _word_token(w, cfg) for w in words]

@@ -3,12 +3,17 @@
 Hosts are the most durable spam signal in a URL (paths are randomised per
 message, hosts are bought and reused), so features use hosts and their
 parent domains, never full URLs.
+
+The host helpers are memoised (bounded LRU caches): they are pure functions
+of short strings that repeat across messages, and they were called ~40 times
+a message from tokens and heuristics (``ipaddress`` parsing included).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 URL_RE = re.compile(r"""(?i)\b(?:https?://|www\.)[^\s<>"'()\[\]{}]{2,500}""")
@@ -59,6 +64,7 @@ def find_urls(text: str, limit: int) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def url_host(url: str) -> str:
     """Lower-cased host of a URL (``www.x`` without scheme allowed); '' if none."""
     u = url.strip()
@@ -74,6 +80,7 @@ def url_host(url: str) -> str:
 _MAYBE_IP = re.compile(r"[\d.]+|[0-9a-f:]*:[0-9a-f:.]*|0x[0-9a-f]+", re.IGNORECASE)
 
 
+@lru_cache(maxsize=65536)
 def is_ip_literal(host: str) -> bool:
     """True for dotted-quad, IPv6 or the decimal/hex integer forms spammers use."""
     if not host or not _MAYBE_IP.fullmatch(host):
@@ -86,7 +93,8 @@ def is_ip_literal(host: str) -> bool:
     return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d{8,10})", host))
 
 
-def parent_domains(host: str, max_labels: int = 3) -> list[str]:
+@lru_cache(maxsize=65536)
+def parent_domains(host: str, max_labels: int = 3) -> tuple[str, ...]:
     """``a.b.example.com`` → ``example.com``, ``b.example.com`` (shortest first).
 
     Registered domains are approximated by the last two labels (three when the
@@ -95,17 +103,15 @@ def parent_domains(host: str, max_labels: int = 3) -> list[str]:
     share a feature.
     """
     if is_ip_literal(host):
-        return [host]
+        return (host,)
     labels = [x for x in host.split(".") if x]
     if len(labels) < 2:
-        return [host] if host else []
+        return (host,) if host else ()
     base = 3 if len(labels) >= 3 and len(labels[-2]) <= 3 and len(labels[-1]) == 2 else 2
-    out = []
-    for n in range(base, min(len(labels), base + max_labels - 1) + 1):
-        out.append(".".join(labels[-n:]))
-    return out
+    return tuple(".".join(labels[-n:]) for n in range(base, min(len(labels), base + max_labels - 1) + 1))
 
 
+@lru_cache(maxsize=65536)
 def is_shortener(host: str) -> bool:
     """True when the host (or its registered domain) is a known URL shortener."""
     return host in SHORTENERS or any(d in SHORTENERS for d in parent_domains(host))

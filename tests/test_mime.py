@@ -22,6 +22,7 @@ def _leaves_by_email(raw: bytes) -> list[tuple[str, bytes]]:
     for part in msg.walk():
         if not part.is_multipart():
             payload = part.get_payload(decode=True) or b""
+            assert isinstance(payload, bytes)
             out.append((part.get_content_type(), payload.replace(b"\r\n", b"\n")))  # we normalise line ends
     return out
 

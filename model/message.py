@@ -36,7 +36,7 @@ class ReceivedHop:
     rdns: str
     ip: str
     by: str
-    date: datetime | None
+    date: datetime | None  # parsed only up to the newest hop that has one (the only one rules read)
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from urllib.parse import unquote_to_bytes
 from model.limits import ParseLimits
 
 # One header field: a name of printable ASCII without ":", then the value with its continuation lines.
-_HEADER_FIELD = re.compile(rb"([!-9;-~]+):([^\n]*(?:\n[ \t][^\n]*)*)\n?")
-_FOLD = re.compile(rb"[ \t]*\n[ \t]*")
+_HEADER_FIELD = re.compile(r"([!-9;-~]+):([^\n]*(?:\n[ \t][^\n]*)*)\n?")
+_FOLD = re.compile(r"[ \t]*\n[ \t]*")
 _PARAM = re.compile(r""";\s*([^\s=;"]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"?|([^;]*))""")
 _TOKEN_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 _CONTAINER_TYPES = ("message/rfc822", "message/global")
@@ -115,6 +115,13 @@ def decode_transfer(body: bytes, cte: str) -> tuple[bytes, bool]:
     return body, False
 
 
+def _header_str(value: str) -> str:
+    """A header value decoded as ASCII with surrogate escapes → UTF-8 if valid, else Latin-1."""
+    if value.isascii():
+        return value
+    return decode_text(value.encode("ascii", "surrogateescape"))
+
+
 def split_headers(data: bytes) -> tuple[list[tuple[str, str]], bytes, int]:
     """Header block → ``[(name, unfolded value)]``, the body, and a defect count.
 
@@ -125,7 +132,9 @@ def split_headers(data: bytes) -> tuple[list[tuple[str, str]], bytes, int]:
     if data.startswith(b"\n"):
         return [], data[1:], 0
     end = data.find(b"\n\n")
-    head = data if end < 0 else data[: end + 1]
+    # One decode for the whole block; 8-bit bytes become surrogates (one character per byte, so
+    # offsets stay byte offsets) and only values holding them are decoded again.
+    head = (data if end < 0 else data[: end + 1]).decode("ascii", "surrogateescape")
     body = b"" if end < 0 else data[end + 2 :]
     headers: list[tuple[str, str]] = []
     defects = 0
@@ -135,18 +144,18 @@ def split_headers(data: bytes) -> tuple[list[tuple[str, str]], bytes, int]:
     while pos < n:
         m = match(head, pos)
         if m is not None:
-            value = m.group(2)
-            if b"\n" in value:
-                value = _FOLD.sub(b" ", value)
-            headers.append((decode_text(m.group(1)), decode_text(value.strip())))
+            name, value = m.groups()
+            if "\n" in value:
+                value = _FOLD.sub(" ", value)
+            headers.append((_header_str(name), _header_str(value.strip())))
             pos = m.end()
             continue
-        nl = head.find(b"\n", pos)
+        nl = head.find("\n", pos)
         nl = n if nl < 0 else nl + 1
-        if head.startswith(b"From ", pos) or head[pos : pos + 1] in (b" ", b"\t"):
+        if head.startswith("From ", pos) or head[pos : pos + 1] in (" ", "\t"):
             # An mbox envelope line ("From sender date") is expected first and a defect anywhere
             # else; a continuation line with nothing to continue is a defect.
-            defects += 1 if (headers or head[pos : pos + 1] != b"F") else 0
+            defects += 1 if (headers or head[pos : pos + 1] != "F") else 0
             pos = nl
             continue
         # Not a header: the body starts here.

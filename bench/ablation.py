@@ -12,6 +12,7 @@ these figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
@@ -31,6 +32,7 @@ from model.features import FeatureConfig, FeatureExtractor
 from model.message import MessageView
 from model.tokens import TokenConfig
 from training import metrics
+from training.corpora import LabelledMessage, read_corpus
 from training.fit import TrainConfig, fit
 
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
@@ -65,6 +67,45 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
     "grams_w0.7": ({"byte_ngram_weight": 0.7}, {}, {}, "byte n-gram block length 0.7 (tokens 1.0)"),
     "grams_w1.5": ({"byte_ngram_weight": 1.5}, {}, {}, "byte n-gram block length 1.5 (tokens 1.0)"),
     "avg_sgd": ({}, {}, {"average": True}, "averaged SGD (Polyak-Ruppert)"),
+    "avg_C30": ({}, {}, {"average": True, "C": 30.0}, "averaged SGD, C = 30"),
+    "C30_g1.5": ({"byte_ngram_weight": 1.5}, {}, {"C": 30.0}, "C = 30, byte n-gram block 1.5"),
+    "avg_C30_g1.5": (
+        {"byte_ngram_weight": 1.5},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 1.5",
+    ),
+    "avg_C100": ({}, {}, {"average": True, "C": 100.0}, "averaged SGD, C = 100"),
+    "avg_C100_g1.5": (
+        {"byte_ngram_weight": 1.5},
+        {},
+        {"average": True, "C": 100.0},
+        "averaged SGD, C = 100, byte n-gram block 1.5",
+    ),
+    "avg_C30_g2": (
+        {"byte_ngram_weight": 2.0},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 2.0",
+    ),
+    "avg_C30_g3": (
+        {"byte_ngram_weight": 3.0},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 3.0",
+    ),
+    "avg_C100_g2": (
+        {"byte_ngram_weight": 2.0},
+        {},
+        {"average": True, "C": 100.0},
+        "averaged SGD, C = 100, byte n-gram block 2.0",
+    ),
+    "avg_C300_g1.5": (
+        {"byte_ngram_weight": 1.5},
+        {},
+        {"average": True, "C": 300.0},
+        "averaged SGD, C = 300, byte n-gram block 1.5",
+    ),
     "C1": ({}, {}, {"C": 1.0}, "C = 1"),
     "C100": ({}, {}, {"C": 100.0}, "C = 100"),
     "balanced_cw": ({}, {}, {"class_weight": "balanced"}, "class_weight = balanced"),
@@ -107,6 +148,23 @@ def rows(cfg: FeatureConfig, views: list[MessageView], jobs: int) -> sp.csr_matr
     return sp.vstack(Parallel(n_jobs=jobs)(delayed(_rows_chunk)(cfg, c) for c in chunks), format="csr")
 
 
+def extra_training(
+    data: Path, corpora: list[str], test: list[LabelledMessage], test_views: list[MessageView], jobs: int
+) -> tuple[list[MessageView], np.ndarray]:
+    """Whole corpora as extra training mail, minus anything that is also in the test half.
+
+    The same message can sit in two public corpora (forwarded, re-collected);
+    training on a copy of a test message would flatter the figures.
+    """
+    test_ids = {v.message_id for v in test_views if v.message_id}
+    test_hashes = {hashlib.sha256(m.raw).digest() for m in test}
+    msgs = [m for name in corpora for m in read_corpus(data / name, "dir")]
+    msgs = [m for m in msgs if hashlib.sha256(m.raw).digest() not in test_hashes]
+    views = parse_all([m.raw for m in msgs], jobs)
+    keep = [i for i, v in enumerate(views) if not (v.message_id and v.message_id in test_ids)]
+    return [views[i] for i in keep], np.array([msgs[i].label for i in keep])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
@@ -115,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--base", default="", help="JSON FeatureConfig/TrainConfig overrides for the baseline")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument(
+        "--extra-train",
+        default="",
+        help="comma-separated corpora under DATA added to every training half (messages whose "
+        "Message-ID or bytes occur in the test half are left out); calibration folds are shuffled",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ablation.json")
     ap.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
     args = ap.parse_args(argv)
@@ -130,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         te_views = parse_all([m.raw for m in split.test], args.jobs)
         y_tr = np.array([m.label for m in split.train])
         y_te = np.array([m.label for m in split.test])
+        if args.extra_train:
+            ex_views, ex_y = extra_training(
+                args.data, args.extra_train.split(","), split.test, te_views, args.jobs
+            )
+            tr_views, y_tr = ex_views + tr_views, np.concatenate([ex_y, y_tr])
+            base_t = replace(base_t, cv_shuffle=True)
+            print(f"{split_name}: +{len(ex_views)} training messages from {args.extra_train}", flush=True)
         print(
             f"{split_name}: parsed {len(tr_views) + len(te_views)} in {time.perf_counter() - t0:.0f}s",
             flush=True,
@@ -145,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             bal = next(x for x in s["at_operating_points"] if x["name"] == "balanced")
             row = {
                 "split": split_name,
-                "variant": name,
+                "variant": name + (f"+{args.extra_train}" if args.extra_train else ""),
                 "what": VARIANTS[name][3],
                 "one_minus_roca_pct": s["one_minus_roca_pct"],
                 "ece": s["ece"],

@@ -24,8 +24,7 @@ import json
 import platform
 import shlex
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -34,32 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PEERS, REPO, update_section
+from bench.common import PEERS, REPO, fastest, update_section
 from model.features import FeatureExtractor
 from model.heuristics import heuristic_values
 from training.corpora import read_corpus
 
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
-
-
-def fastest(fn: Callable[[int, int], object], n: int, repeat: int, chunk: int = 250) -> float:
-    """Seconds for ``fn`` over items ``[0, n)``: each chunk's fastest of ``repeat`` runs, summed.
-
-    This VM's speed swings by up to 1.6x for seconds at a time (a bare Python
-    loop takes 0.27-0.45 s from one run to the next), so a minimum over whole
-    passes still mixes in slow spells; per-chunk minima keep the machine's
-    own speed, as ``timeit`` advises.
-    """
-    total = 0.0
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        best = float("inf")
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn(lo, hi)
-            best = min(best, time.perf_counter() - t)
-        total += best
-    return total
 
 
 def stage_times(raws: Sequence[bytes], repeat: int) -> dict[str, float]:

@@ -39,7 +39,7 @@ BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
 # name -> (feature overrides, token overrides, train overrides, what it tests)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] = {
-    "base": ({}, {}, {}, "words + header/URL tokens + heuristics, log-TF, L2, C=10"),
+    "base": ({}, {}, {}, "the baseline: current defaults plus --base overrides"),
     "no_heuristics": ({"heuristic_scale": 0.0}, {}, {}, "heuristic columns off"),
     "heur_x3": ({"heuristic_scale": 3.0}, {}, {}, "heuristic columns ×3"),
     "heur_0.3": ({"heuristic_scale": 0.3}, {}, {}, "heuristic columns ×0.3"),
@@ -99,6 +99,54 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
         {},
         {"average": True, "C": 100.0},
         "averaged SGD, C = 100, byte n-gram block 2.0",
+    ),
+    "avg_C30_g4": (
+        {"byte_ngram_weight": 4.0},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 4.0",
+    ),
+    "avg_C10_g3": (
+        {"byte_ngram_weight": 3.0},
+        {},
+        {"average": True, "C": 10.0},
+        "averaged SGD, C = 10, byte n-gram block 3.0",
+    ),
+    "avg_C30_g3_6k": (
+        {"byte_ngram_weight": 3.0, "byte_ngram_bytes": 6000},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 3.0, first 6000 bytes",
+    ),
+    "avg_C30_g3_heur0.3": (
+        {"byte_ngram_weight": 3.0, "heuristic_scale": 0.3},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 3.0, heuristics x0.3",
+    ),
+    "avg_C30_g2_bits22": (
+        {"byte_ngram_weight": 2.0, "n_bits": 22},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 2.0, 2^22 columns",
+    ),
+    "avg_C30_g2_6k": (
+        {"byte_ngram_weight": 2.0, "byte_ngram_bytes": 6000},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 2.0, first 6000 bytes",
+    ),
+    "avg_C30_g2_cw": (
+        {"byte_ngram_weight": 2.0},
+        {},
+        {"average": True, "C": 30.0, "class_weight": "balanced"},
+        "averaged SGD, C = 30, byte n-gram block 2.0, balanced class weights",
+    ),
+    "avg_C30_g2_heur0.3": (
+        {"byte_ngram_weight": 2.0, "heuristic_scale": 0.3},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 2.0, heuristics x0.3",
     ),
     "avg_C300_g1.5": (
         {"byte_ngram_weight": 1.5},

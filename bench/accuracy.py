@@ -109,6 +109,15 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
             if b["count"]
         ]
         lines.append(f"- {r['split']}: " + ", ".join(cells))
+    lines += ["", "Highest-scored ham of each test half (p; 1-ROCA% points from its misordered pairs):", ""]
+    for r in results:
+        cells = [
+            f"`{w['source']}` p={w['p']:.3f} ({w['roca_points']:.4f})"
+            for w in r.get("worst_ham", [])[:3]
+            if "roca_points" in w
+        ]
+        if cells:
+            lines.append(f"- {r['split']}: " + ", ".join(cells))
     lines += ["", "ROC plots: " + ", ".join(f"`bench/results/roc_{r['split']}.png`" for r in results), END]
     return "\n".join(lines) + "\n"
 
@@ -144,7 +153,11 @@ def peer_curves(split: str, folder: Path) -> list[tuple[str, np.ndarray, np.ndar
 
 
 def worst_ham(split: Any, probs: np.ndarray, n: int = 5) -> list[dict[str, Any]]:
-    """The highest-scored ham of the test half: where the 1-ROCA% comes from."""
+    """The highest-scored ham of the test half: where the 1-ROCA% comes from.
+
+    A ham ranked above a share ``s`` of the spam adds ``100 * s / n_ham`` to
+    1-ROCA% (its misordered pairs), recorded as ``roca_points``.
+    """
     ham = [i for i, m in enumerate(split.test) if m.label == 0]
     top = sorted(ham, key=lambda i: -probs[i])[:n]
     n_spam = sum(1 for m in split.test if m.label == 1)
@@ -154,6 +167,7 @@ def worst_ham(split: Any, probs: np.ndarray, n: int = 5) -> list[dict[str, Any]]
             "source": split.test[i].source,
             "p": float(probs[i]),
             "spam_below_share": float(np.searchsorted(spam_p, probs[i]) / max(1, n_spam)),
+            "roca_points": float(100 * np.searchsorted(spam_p, probs[i]) / max(1, n_spam) / max(1, len(ham))),
         }
         for i in top
     ]

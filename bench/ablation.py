@@ -27,7 +27,7 @@ from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PEERS, REPO, peer_split, update_section
+from bench.common import PEERS, REPO, peer_split, random_corpus_split, update_section
 from model.features import FeatureConfig, FeatureExtractor
 from model.message import MessageView
 from model.tokens import TokenConfig
@@ -124,6 +124,18 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
         {"average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 3.0, heuristics x0.3",
     ),
+    "old_defaults": (
+        {"byte_ngram_weight": 1.0},
+        {},
+        {"average": False, "C": 10.0},
+        "the defaults before stage 4 (plain SGD, C = 10, byte n-gram block 1.0)",
+    ),
+    "avg_C30_g1": (
+        {"byte_ngram_weight": 1.0},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 1.0",
+    ),
     "avg_C30_g2_bits22": (
         {"byte_ngram_weight": 2.0, "n_bits": 22},
         {},
@@ -217,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--peers", type=Path, default=PEERS)
-    ap.add_argument("--splits", default="S2,S1")
+    ap.add_argument("--splits", default="S2,S1", help="peers' splits, or corpora under DATA (seeded 50/50)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--base", default="", help="JSON FeatureConfig/TrainConfig overrides for the baseline")
     ap.add_argument("--jobs", type=int, default=2)
@@ -236,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     base_t = TrainConfig(**base.get("train", {}))
     results: list[dict[str, Any]] = []
     for split_name in args.splits.split(","):
-        split = peer_split(split_name, args.data, args.peers)
+        if (args.peers / "splits" / f"{split_name}_train.tsv").is_file():
+            split = peer_split(split_name, args.data, args.peers)
+        else:  # a corpus under DATA, split as bench/accuracy.py splits it
+            split = random_corpus_split(args.data / split_name)
         t0 = time.perf_counter()
         tr_views = parse_all([m.raw for m in split.train], args.jobs)
         te_views = parse_all([m.raw for m in split.test], args.jobs)

@@ -92,18 +92,23 @@ class MessageView:
     defects: int = 0
     cut: list[str] = field(default_factory=list)
 
+    @cached_property
+    def _by_name(self) -> dict[str, list[str]]:
+        # Built on first lookup: rules and tokens ask for ~10 headers a message, and a linear scan
+        # lower-casing every name each time cost ~300 str.lower calls a message.
+        index: dict[str, list[str]] = {}
+        for key, value in self.headers:
+            index.setdefault(key.lower(), []).append(value)
+        return index
+
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive), decoded; None if absent."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        values = self._by_name.get(name.lower())
+        return values[0] if values else None
 
     def header_all(self, name: str) -> list[str]:
         """Every value of a header, in message order."""
-        lname = name.lower()
-        return [value for key, value in self.headers if key.lower() == lname]
+        return list(self._by_name.get(name.lower(), ()))
 
     @cached_property
     def all_text(self) -> str:

@@ -182,3 +182,11 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 )
 def test_structured_junk_never_raises(chunks: list[bytes]) -> None:
     parse_message(b"".join(chunks))
+
+
+def test_urls_at_word_boundaries_only() -> None:
+    from model.urls import find_urls
+
+    text = "see WWW.Example.com/a, xhttp://no.example and Ghttp://a.example/*http://b.example/c."
+    assert find_urls(text, 10) == ["WWW.Example.com/a", "http://b.example/c"]
+    assert find_urls("http://a.example http://b.example", 1) == ["http://a.example"]

@@ -124,6 +124,18 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
         {"average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 3.0, heuristics x0.3",
     ),
+    "avg_C30_g2_body": (
+        {"byte_ngram_weight": 2.0, "byte_ngram_skip_headers": True},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 2.0, n-grams of the body only",
+    ),
+    "avg_C30_g1.5_body": (
+        {"byte_ngram_weight": 1.5, "byte_ngram_skip_headers": True},
+        {},
+        {"average": True, "C": 30.0},
+        "averaged SGD, C = 30, byte n-gram block 1.5, n-grams of the body only",
+    ),
     "old_defaults": (
         {"byte_ngram_weight": 1.0},
         {},

@@ -54,6 +54,8 @@ class FeatureConfig:
         into the same space; language- and tokenisation-independent.
     byte_ngram_weight: length of the (normalised) byte n-gram block.
     byte_ngram_lowercase: fold ASCII case before taking byte n-grams.
+    byte_ngram_skip_headers: take the byte n-grams from the body (everything
+        after the first empty line) instead of from the start of the message.
     tokens: token extraction parameters.
     limits: parse limits (they change what is seen, so they are part of it).
     """
@@ -81,6 +83,7 @@ class FeatureConfig:
     # through and the fit takes 41 s. Words still carry the explanations a verdict shows.
     byte_ngram_weight: float = 3.0
     byte_ngram_lowercase: bool = False
+    byte_ngram_skip_headers: bool = False
     tokens: TokenConfig = field(default_factory=TokenConfig)
     limits: ParseLimits = field(default_factory=ParseLimits)
 
@@ -157,7 +160,11 @@ class FeatureExtractor:
         c = self.config
         if not c.byte_ngram or not c.byte_ngram_bytes:
             return np.zeros(0, dtype=np.uint64)
-        head = view.raw_prefix.replace(b"\r\n", b"\n")[: c.byte_ngram_bytes]
+        head = view.raw_prefix.replace(b"\r\n", b"\n")
+        if c.byte_ngram_skip_headers:
+            end = head.find(b"\n\n")
+            head = head[end + 2 :] if end >= 0 else b""
+        head = head[: c.byte_ngram_bytes]
         if c.byte_ngram_lowercase:
             head = head.lower()
         return byte_ngrams(head, c.byte_ngram)

@@ -88,6 +88,23 @@ def test_byte_ngrams_ignore_line_ending_style() -> None:
     assert (fx.transform([crlf]) != fx.transform([lf])).nnz == 0
 
 
+def test_byte_ngrams_of_the_body_only() -> None:
+    fx = FeatureExtractor(FeatureConfig(n_bits=16, byte_ngram=4, byte_ngram_skip_headers=True))
+    view = parse_message(make(body="body words here"))
+    grams = {int(g).to_bytes(4, "big") for g in fx.grams(view)}
+    assert b"body" in grams and b"Subj" not in grams
+    assert fx.grams(parse_message(b"Subject: only headers\r\n")).size == 0
+
+
+def test_batch_rows_equal_single_rows() -> None:
+    # The batch path leaves hash collisions as repeated entries, the single-row path merges them.
+    fx = FeatureExtractor(FeatureConfig(n_bits=10))  # 1,024 columns: collisions are certain
+    raws = [make(), html("<p>Cheap <b>pills</b> at http://x.example/</p>"), b"junk"]
+    batch = fx.transform(raws).toarray()
+    single = np.vstack([fx.transform_one(fx.parse(r))[0].toarray() for r in raws])
+    assert np.allclose(batch, single)
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="n_bits"):
         FeatureConfig(n_bits=40)

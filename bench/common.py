@@ -84,21 +84,20 @@ def run(
 def fastest(fn: Callable[[int, int], object], n: int, repeat: int, chunk: int = 250) -> float:
     """Seconds for ``fn`` over items ``[0, n)``: each chunk's fastest of ``repeat`` runs, summed.
 
-    This VM's speed swings by up to 1.6x for seconds at a time (a bare Python
-    loop takes 0.27-0.45 s from one run to the next), so a minimum over whole
-    passes still mixes in slow spells; per-chunk minima keep the machine's
-    own speed, as ``timeit`` advises.
+    This VM's speed swings by up to 2x for seconds to minutes at a time (a
+    fixed pure-Python loop has taken 0.27-0.56 s on it), so a minimum over
+    whole passes still mixes in slow spells. Rounds go over all chunks in
+    turn, so a chunk's ``repeat`` runs are spread over the whole measurement,
+    and each chunk keeps its fastest run, as ``timeit`` advises.
     """
-    total = 0.0
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        best = float("inf")
-        for _ in range(repeat):
+    starts = list(range(0, n, chunk))
+    best = [float("inf")] * len(starts)
+    for _ in range(repeat):
+        for k, lo in enumerate(starts):
             t = time.perf_counter()
-            fn(lo, hi)
-            best = min(best, time.perf_counter() - t)
-        total += best
-    return total
+            fn(lo, min(n, lo + chunk))
+            best[k] = min(best[k], time.perf_counter() - t)
+    return sum(best)
 
 
 def scoring_rate(

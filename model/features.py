@@ -11,7 +11,6 @@ and machines, unlike Python's salted ``hash()``.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import chain
@@ -25,7 +24,7 @@ from model.heuristics import HEURISTIC_NAMES, heuristic_values
 from model.limits import ParseLimits
 from model.message import MessageView
 from model.parse import MAX_RAW_PREFIX, parse_message
-from model.tokens import TokenConfig, message_tokens
+from model.tokens import TokenConfig, TokenCounts, message_tokens
 
 # Bump when any change to parsing, tokens, heuristics or hashing would give a
 # different row for the same bytes and parameters. An artifact records this
@@ -146,10 +145,10 @@ class FeatureExtractor:
     def parse(self, raw: bytes) -> MessageView:
         return parse_message(raw, self.config.limits)
 
-    def tokens(self, view: MessageView) -> Counter[str]:
+    def tokens(self, view: MessageView) -> TokenCounts:
         return message_tokens(view, self.config.tokens)
 
-    def _token_values(self, counts: Counter[str]) -> dict[str, float]:
+    def _token_values(self, counts: TokenCounts) -> dict[str, float]:
         if self.config.weighting == "binary":
             return dict.fromkeys(counts, 1.0)
         return {t: 1.0 + math.log(c) for t, c in counts.items()}

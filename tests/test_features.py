@@ -114,3 +114,10 @@ def test_config_validation() -> None:
     assert FeatureConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(TypeError):
         FeatureConfig.from_dict({**cfg.to_dict(), "surprise": 1})
+
+
+def test_optional_bigrams_and_char_ngrams_are_counted() -> None:
+    view = parse_message(make(body="free money free money"))
+    toks = message_tokens(view, TokenConfig(word_bigrams=True, char_ngram=4))
+    assert toks["b:free"] == 2 and toks["b:free_money"] == 2 and toks["b:money_free"] == 1
+    assert toks["b:c: mon"] == 2 and toks["b:c:ney "] == 2 and "b:c: fre" not in toks  # words > n only

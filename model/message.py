@@ -8,6 +8,7 @@ back into the raw MIME tree and do unbounded work.
 
 from __future__ import annotations
 
+from collections.abc import KeysView
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -100,6 +101,11 @@ class MessageView:
         for key, value in self.headers:
             index.setdefault(key.lower(), []).append(value)
         return index
+
+    @property
+    def header_names(self) -> KeysView[str]:
+        """Lower-cased names of the headers present."""
+        return self._by_name.keys()
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive), decoded; None if absent."""

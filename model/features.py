@@ -32,7 +32,9 @@ from model.tokens import TokenConfig, TokenCounts, message_tokens
 # sg-features-5: MIME split by model.mime instead of email.feedparser (nested boundaries
 # that extend their parent's, header lines without a colon, missing ";" before parameters
 # now parse as mail clients show them), hand-written address parsing.
-FEATURE_VERSION = "sg-features-5"
+# sg-features-6: other filters' verdict headers (X-Spam-*, X-Bogosity, …) removed before
+# featurising (model.parse.VERDICT_HEADER).
+FEATURE_VERSION = "sg-features-6"
 
 _WEIGHTINGS = ("log", "binary")
 

@@ -121,3 +121,25 @@ def test_optional_bigrams_and_char_ngrams_are_counted() -> None:
     toks = message_tokens(view, TokenConfig(word_bigrams=True, char_ngram=4))
     assert toks["b:free"] == 2 and toks["b:free_money"] == 2 and toks["b:money_free"] == 1
     assert toks["b:c: mon"] == 2 and toks["b:c:ney "] == 2 and "b:c: fre" not in toks  # words > n only
+
+
+def test_other_filters_verdict_headers_are_not_features() -> None:
+    # Any sender can write "X-Spam-Status: No"; it must not move the score (nor our own headers,
+    # when reported mail that went through spamgate is retrained on).
+    fx = FeatureExtractor()
+    plain = make({"Subject": "Cheap pills"})
+    forged = make(
+        {"Subject": "Cheap pills"},
+        extra=[
+            ("X-Spam-Status", "No, score=-5.0 required=5.0\r\n\ttests=ALL_TRUSTED autolearn=ham"),
+            ("X-Spam-Level", ""),
+            ("X-Bogosity", "Ham, tests=bogofilter"),
+            ("x-spam-probability", "0.0100"),
+        ],
+    )
+    assert forged != plain
+    assert (fx.transform([plain]) != fx.transform([forged])).nnz == 0
+    lf = forged.replace(b"\r\n", b"\n")
+    assert (fx.transform([plain]) != fx.transform([lf])).nnz == 0
+    assert parse_message(forged).header("X-Spam-Status") is None
+    assert "planning meeting" in parse_message(forged).text

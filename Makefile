@@ -73,6 +73,7 @@ default-model: $(STAMP) $(DATA)/.unpacked
 
 bench: $(STAMP) $(DATA)/.unpacked
 	$(BIN)/python bench/accuracy.py --data $(DATA)
+	$(BIN)/python bench/speed.py --data $(DATA) --repeat 5
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -143,3 +143,16 @@ def test_other_filters_verdict_headers_are_not_features() -> None:
     assert (fx.transform([plain]) != fx.transform([lf])).nnz == 0
     assert parse_message(forged).header("X-Spam-Status") is None
     assert "planning meeting" in parse_message(forged).text
+
+
+def test_token_column_memo_changes_nothing() -> None:
+    from model.hashing import byte_ngram_columns, token_columns
+
+    tokens = [f"b:word{i % 50}" for i in range(300)]
+    memo: dict[str, int] = {}
+    assert token_columns(tokens, 1 << 20, memo).tolist() == token_columns(tokens, 1 << 20).tolist()
+    assert token_columns(tokens, 1 << 20, memo).tolist() == token_columns(tokens, 1 << 20).tolist()
+    assert len(memo) == 50
+    grams = np.arange(1000, dtype=np.uint64) * np.uint64(2654435761)
+    # the power-of-two mask and the general modulo agree where both apply
+    assert (byte_ngram_columns(grams, 1 << 20) == byte_ngram_columns(grams, (1 << 21)) % (1 << 20)).all()

@@ -85,7 +85,7 @@ def fastest(fn: Callable[[int, int], object], n: int, repeat: int, chunk: int = 
     """Seconds for ``fn`` over items ``[0, n)``: each chunk's fastest of ``repeat`` runs, summed.
 
     This VM's speed swings by up to 2x for seconds to minutes at a time (a
-    fixed pure-Python loop has taken 0.27-0.56 s on it), so a minimum over
+    fixed pure-Python loop has taken 0.09-0.18 s on it within one day), so a minimum over
     whole passes still mixes in slow spells. Rounds go over all chunks in
     turn, so a chunk's ``repeat`` runs are spread over the whole measurement,
     and each chunk keeps its fastest run, as ``timeit`` advises.

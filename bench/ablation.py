@@ -201,6 +201,48 @@ def make_configs(name: str, base_f: FeatureConfig, base_t: TrainConfig) -> tuple
     return replace(base_f, tokens=tokens, **f_over), replace(base_t, **tr_over)
 
 
+def base_configs(base: dict[str, Any]) -> tuple[FeatureConfig, TrainConfig]:
+    """The baseline from ``--base`` JSON: ``{"features": {...}, "tokens": {...}, "train": {...}}``."""
+    features = FeatureConfig(tokens=TokenConfig(**base.get("tokens", {})), **base.get("features", {}))
+    return features, TrainConfig(**base.get("train", {}))
+
+
+def score_variant(
+    name: str,
+    base: tuple[FeatureConfig, TrainConfig],
+    train: tuple[list[MessageView], np.ndarray],
+    test: tuple[list[MessageView], np.ndarray],
+    jobs: int,
+) -> dict[str, Any]:
+    """Fit one variant on ``train``, score ``test``: the figures every ablation table shows."""
+    fcfg, tcfg = make_configs(name, *base)
+    t = time.perf_counter()
+    res = fit(rows(fcfg, train[0], jobs), train[1], tcfg)
+    p = res.model.calibration.probability(res.model.margin(rows(fcfg, test[0], jobs)))
+    s = metrics.summary(test[1], p, res.operating_points)
+    bal = next(x for x in s["at_operating_points"] if x["name"] == "balanced")
+    return {
+        "variant": name,
+        "what": VARIANTS[name][3],
+        "one_minus_roca_pct": s["one_minus_roca_pct"],
+        "ece": s["ece"],
+        "balanced_fpr": bal["fpr"],
+        "balanced_catch": bal["catch"],
+        "catch_at_fpr_0.1pct": s["catch_at_fpr"]["0.001"],
+        "fit_seconds": res.train_seconds,
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def describe(label: str, row: dict[str, Any]) -> str:
+    """One printed line for a scored variant."""
+    return (
+        f"{label} {row['variant']:<18} 1-ROCA% {row['one_minus_roca_pct']:.4f}  ECE {row['ece']:.4f}  "
+        f"bal FPR {100 * row['balanced_fpr']:.3f}% catch {100 * row['balanced_catch']:.2f}%  "
+        f"catch@0.1% {100 * row['catch_at_fpr_0.1pct']:.2f}%  fit {row['fit_seconds']:.1f}s"
+    )
+
+
 def _parse_chunk(raws: list[bytes]) -> list[MessageView]:
     fx = FeatureExtractor()
     return [fx.parse(r) for r in raws]
@@ -256,8 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = shlex.join(["python", "bench/ablation.py", *(argv if argv is not None else sys.argv[1:])])
     base = json.loads(args.base) if args.base else {}
-    base_f = FeatureConfig(tokens=TokenConfig(**base.get("tokens", {})), **base.get("features", {}))
-    base_t = TrainConfig(**base.get("train", {}))
+    base_f, base_t = base_configs(base)
     results: list[dict[str, Any]] = []
     for split_name in args.splits.split(","):
         if (args.peers / "splits" / f"{split_name}_train.tsv").is_file():
@@ -281,33 +322,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         for name in args.variants.split(","):
-            fcfg, tcfg = make_configs(name, base_f, base_t)
-            t = time.perf_counter()
-            X_tr = rows(fcfg, tr_views, args.jobs)
-            res = fit(X_tr, y_tr, tcfg)
-            X_te = rows(fcfg, te_views, args.jobs)
-            p = res.model.calibration.probability(res.model.margin(X_te))
-            s = metrics.summary(y_te, p, res.operating_points)
-            bal = next(x for x in s["at_operating_points"] if x["name"] == "balanced")
-            row = {
-                "split": split_name,
-                "variant": name + (f"+{args.extra_train}" if args.extra_train else ""),
-                "what": VARIANTS[name][3],
-                "one_minus_roca_pct": s["one_minus_roca_pct"],
-                "ece": s["ece"],
-                "balanced_fpr": bal["fpr"],
-                "balanced_catch": bal["catch"],
-                "catch_at_fpr_0.1pct": s["catch_at_fpr"]["0.001"],
-                "fit_seconds": res.train_seconds,
-                "seconds": time.perf_counter() - t,
-            }
-            results.append(row)
-            print(
-                f"{split_name} {name:<14} 1-ROCA% {row['one_minus_roca_pct']:.4f}  ECE {row['ece']:.4f}  "
-                f"bal FPR {100 * bal['fpr']:.3f}% catch {100 * bal['catch']:.2f}%  "
-                f"catch@0.1% {100 * row['catch_at_fpr_0.1pct']:.2f}%  fit {res.train_seconds:.1f}s",
-                flush=True,
-            )
+            row = score_variant(name, (base_f, base_t), (tr_views, y_tr), (te_views, y_te), args.jobs)
+            if args.extra_train:
+                row["variant"] += f"+{args.extra_train}"
+            results.append({"split": split_name, **row})
+            print(describe(split_name, row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": command, "base": base, "results": results}, indent=1) + "\n")
     lines = [

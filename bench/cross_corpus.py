@@ -24,12 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ablation import VARIANTS, make_configs, parse_all, rows
+from bench.ablation import base_configs, describe, parse_all, score_variant
 from bench.common import PEERS, REPO, peer_split, update_section
-from model.features import FeatureConfig
-from model.tokens import TokenConfig
-from training import metrics
-from training.fit import TrainConfig, fit
 
 BEGIN, END = "<!-- cross:begin -->", "<!-- cross:end -->"
 
@@ -47,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = shlex.join(["python", "bench/cross_corpus.py", *(argv if argv is not None else sys.argv[1:])])
     base = json.loads(args.base) if args.base else {}
-    base_f = FeatureConfig(tokens=TokenConfig(**base.get("tokens", {})), **base.get("features", {}))
-    base_t = TrainConfig(**base.get("train", {}))
+    configs = base_configs(base)
     results: list[dict[str, Any]] = []
     for pair in args.pairs.split(","):
         train_name, test_name = pair.split(":")
@@ -59,29 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         y_tr = np.array([m.label for m in train])
         y_te = np.array([m.label for m in test])
         for name in args.variants.split(","):
-            fcfg, tcfg = make_configs(name, base_f, base_t)
-            res = fit(rows(fcfg, tr_views, args.jobs), y_tr, tcfg)
-            p = res.model.calibration.probability(res.model.margin(rows(fcfg, te_views, args.jobs)))
-            s = metrics.summary(y_te, p, res.operating_points)
-            bal = next(x for x in s["at_operating_points"] if x["name"] == "balanced")
-            row = {
-                "train": train_name,
-                "test": test_name,
-                "variant": name,
-                "what": VARIANTS[name][3],
-                "one_minus_roca_pct": s["one_minus_roca_pct"],
-                "ece": s["ece"],
-                "balanced_fpr": bal["fpr"],
-                "balanced_catch": bal["catch"],
-                "catch_at_fpr_0.1pct": s["catch_at_fpr"]["0.001"],
-            }
-            results.append(row)
-            print(
-                f"{pair} {name:<18} 1-ROCA% {row['one_minus_roca_pct']:.4f}  ECE {row['ece']:.4f}  "
-                f"bal FPR {100 * bal['fpr']:.3f}% catch {100 * bal['catch']:.2f}%  "
-                f"catch@0.1% {100 * row['catch_at_fpr_0.1pct']:.2f}%",
-                flush=True,
-            )
+            row = score_variant(name, configs, (tr_views, y_tr), (te_views, y_te), args.jobs)
+            results.append({"train": train_name, "test": test_name, **row})
+            print(describe(pair, row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": command, "base": base, "results": results}, indent=1) + "\n")
     lines = [

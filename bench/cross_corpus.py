@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ablation import base_configs, describe, parse_all, score_variant
+from bench.ablation import base_configs, describe, parse_all, score_variant, table_cells
 from bench.common import PEERS, REPO, peer_split, update_section
 
 BEGIN, END = "<!-- cross:begin -->", "<!-- cross:end -->"
@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "| trained on → tested on | variant | change | 1-ROCA% | ECE | FPR / catch @balanced "
         "| catch @FPR 0.1% (test) |",
         "|---|---|---|---|---|---|---|",
-        *(
-            f"| {r['train']} → {r['test']} | {r['variant']} | {r['what']} | {r['one_minus_roca_pct']:.4f} "
-            f"| {r['ece']:.4f} | {100 * r['balanced_fpr']:.3f}% / {100 * r['balanced_catch']:.2f}% | "
-            f"{100 * r['catch_at_fpr_0.1pct']:.2f}% |"
-            for r in results
-        ),
+        *(f"| {r['train']} → {r['test']} | {table_cells(r)} |" for r in results),
         END,
     ]
     update_section(args.markdown, BEGIN, END, "\n".join(lines) + "\n")

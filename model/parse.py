@@ -193,11 +193,15 @@ _VERDICT_NAMES = (
 )
 
 
+def _header_block_end(raw: bytes) -> int:
+    """Offset just past the last header line's line end (LF or CRLF); ``len(raw)`` if no blank line."""
+    ends = [e + 1 for e in (raw.find(b"\n\n"),) if e >= 0]
+    ends += [e + 2 for e in (raw.find(b"\r\n\r\n"),) if e >= 0]
+    return min(ends) if ends else len(raw)
+
+
 def _without_verdict_headers(raw: bytes) -> bytes:
-    end = raw.find(b"\n\n")
-    end_crlf = raw.find(b"\r\n\r\n")
-    ends = [e for e in (end + 1 if end >= 0 else -1, end_crlf + 2 if end_crlf >= 0 else -1) if e >= 0]
-    header_end = min(ends) if ends else len(raw)
+    header_end = _header_block_end(raw)
     head = raw[:header_end]
     low = head.lower()
     if not any(name in low for name in _VERDICT_NAMES):
@@ -207,10 +211,7 @@ def _without_verdict_headers(raw: bytes) -> bytes:
 
 
 def _split_headers(raw: bytes, limits: ParseLimits, cut: list[str]) -> bytes:
-    end = raw.find(b"\n\n")
-    end_crlf = raw.find(b"\r\n\r\n")
-    ends = [e for e in (end, end_crlf) if e >= 0]
-    header_end = min(ends) if ends else len(raw)
+    header_end = _header_block_end(raw)
     if header_end > limits.max_header_bytes:
         cut.append(f"header_bytes>{limits.max_header_bytes}")
         # Keep the first max_header_bytes of headers, cut at a line end, then the body.

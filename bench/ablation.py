@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, peer_split, random_corpus_split, update_section
 from model.features import FeatureConfig, FeatureExtractor
+from model.hashing import byte_ngrams
 from model.message import MessageView
 from model.tokens import TokenConfig
 from training import metrics
@@ -54,129 +55,123 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
     "bytes4": ({"byte_ngram": 4}, {}, {}, "add byte 4-grams of the first 3000 raw bytes"),
     "bytes4_only": ({"byte_ngram": 4, "token_weight": 0.0}, {}, {}, "byte 4-grams + heuristics, no tokens"),
     "bytes4_lc": ({"byte_ngram": 4, "byte_ngram_lowercase": True}, {}, {}, "byte 4-grams, case-folded"),
-    "bytes4_6k": (
-        {"byte_ngram": 4, "byte_ngram_bytes": 6000},
-        {},
-        {},
-        "byte 4-grams of the first 6000 bytes",
-    ),
     "bytes5": ({"byte_ngram": 5}, {}, {}, "byte 5-grams"),
     "bytes3": ({"byte_ngram": 3}, {}, {}, "byte 3-grams"),
     "bits18": ({"n_bits": 18}, {}, {}, "2^18 hash space"),
     "bits22": ({"n_bits": 22}, {}, {}, "2^22 hash space"),
     "grams_w0.7": ({"byte_ngram_weight": 0.7}, {}, {}, "byte n-gram block length 0.7 (tokens 1.0)"),
     "grams_w1.5": ({"byte_ngram_weight": 1.5}, {}, {}, "byte n-gram block length 1.5 (tokens 1.0)"),
-    "avg_sgd": ({}, {}, {"average": True}, "averaged SGD (Polyak-Ruppert)"),
-    "avg_C30": ({}, {}, {"average": True, "C": 30.0}, "averaged SGD, C = 30"),
+    "avg_sgd": ({}, {}, {"loss": "sgd_log", "average": True}, "averaged SGD (Polyak-Ruppert)"),
+    "avg_C30": ({}, {}, {"loss": "sgd_log", "average": True, "C": 30.0}, "averaged SGD, C = 30"),
     "C30_g1.5": ({"byte_ngram_weight": 1.5}, {}, {"C": 30.0}, "C = 30, byte n-gram block 1.5"),
     "avg_C30_g1.5": (
         {"byte_ngram_weight": 1.5},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 1.5",
     ),
-    "avg_C100": ({}, {}, {"average": True, "C": 100.0}, "averaged SGD, C = 100"),
+    "avg_C100": ({}, {}, {"loss": "sgd_log", "average": True, "C": 100.0}, "averaged SGD, C = 100"),
     "avg_C100_g1.5": (
         {"byte_ngram_weight": 1.5},
         {},
-        {"average": True, "C": 100.0},
+        {"loss": "sgd_log", "average": True, "C": 100.0},
         "averaged SGD, C = 100, byte n-gram block 1.5",
     ),
     "avg_C30_g2": (
         {"byte_ngram_weight": 2.0},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 2.0",
     ),
     "avg_C30_g3": (
         {"byte_ngram_weight": 3.0},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 3.0",
     ),
     "avg_C100_g2": (
         {"byte_ngram_weight": 2.0},
         {},
-        {"average": True, "C": 100.0},
+        {"loss": "sgd_log", "average": True, "C": 100.0},
         "averaged SGD, C = 100, byte n-gram block 2.0",
     ),
     "avg_C30_g4": (
         {"byte_ngram_weight": 4.0},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 4.0",
     ),
     "avg_C10_g3": (
         {"byte_ngram_weight": 3.0},
         {},
-        {"average": True, "C": 10.0},
+        {"loss": "sgd_log", "average": True, "C": 10.0},
         "averaged SGD, C = 10, byte n-gram block 3.0",
-    ),
-    "avg_C30_g3_6k": (
-        {"byte_ngram_weight": 3.0, "byte_ngram_bytes": 6000},
-        {},
-        {"average": True, "C": 30.0},
-        "averaged SGD, C = 30, byte n-gram block 3.0, first 6000 bytes",
     ),
     "avg_C30_g3_heur0.3": (
         {"byte_ngram_weight": 3.0, "heuristic_scale": 0.3},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 3.0, heuristics x0.3",
-    ),
-    "avg_C30_g2_body": (
-        {"byte_ngram_weight": 2.0, "byte_ngram_skip_headers": True},
-        {},
-        {"average": True, "C": 30.0},
-        "averaged SGD, C = 30, byte n-gram block 2.0, n-grams of the body only",
-    ),
-    "avg_C30_g1.5_body": (
-        {"byte_ngram_weight": 1.5, "byte_ngram_skip_headers": True},
-        {},
-        {"average": True, "C": 30.0},
-        "averaged SGD, C = 30, byte n-gram block 1.5, n-grams of the body only",
     ),
     "old_defaults": (
         {"byte_ngram_weight": 1.0},
         {},
-        {"average": False, "C": 10.0},
+        {"loss": "sgd_log", "average": False, "C": 10.0},
         "the defaults before stage 4 (plain SGD, C = 10, byte n-gram block 1.0)",
     ),
     "avg_C30_g1": (
         {"byte_ngram_weight": 1.0},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 1.0",
     ),
     "avg_C30_g2_bits22": (
         {"byte_ngram_weight": 2.0, "n_bits": 22},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 2.0, 2^22 columns",
-    ),
-    "avg_C30_g2_6k": (
-        {"byte_ngram_weight": 2.0, "byte_ngram_bytes": 6000},
-        {},
-        {"average": True, "C": 30.0},
-        "averaged SGD, C = 30, byte n-gram block 2.0, first 6000 bytes",
     ),
     "avg_C30_g2_cw": (
         {"byte_ngram_weight": 2.0},
         {},
-        {"average": True, "C": 30.0, "class_weight": "balanced"},
+        {"loss": "sgd_log", "average": True, "C": 30.0, "class_weight": "balanced"},
         "averaged SGD, C = 30, byte n-gram block 2.0, balanced class weights",
     ),
     "avg_C30_g2_heur0.3": (
         {"byte_ngram_weight": 2.0, "heuristic_scale": 0.3},
         {},
-        {"average": True, "C": 30.0},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
         "averaged SGD, C = 30, byte n-gram block 2.0, heuristics x0.3",
     ),
     "avg_C300_g1.5": (
         {"byte_ngram_weight": 1.5},
         {},
-        {"average": True, "C": 300.0},
+        {"loss": "sgd_log", "average": True, "C": 300.0},
         "averaged SGD, C = 300, byte n-gram block 1.5",
+    ),
+    # stage 7 (linear SVM, two byte n-gram windows)
+    "sgd_avg_C30": (
+        {},
+        {},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
+        "averaged SGD, log loss, C = 30",
+    ),
+    "svm_C0.3": ({}, {}, {"C": 0.3}, "SVM C = 0.3"),
+    "svm_C3": ({}, {}, {"C": 3.0}, "SVM C = 3"),
+    "svm_C10": ({}, {}, {"C": 10.0}, "SVM C = 10"),
+    "body700": ({"byte_ngram_body_bytes": 700}, {}, {}, "body window 700 bytes"),
+    "body1500": ({"byte_ngram_body_bytes": 1500}, {}, {}, "body window 1500 bytes"),
+    "headers2000": ({"byte_ngram_header_bytes": 2000}, {}, {}, "header window 2000 bytes"),
+    "headers_only": ({"byte_ngram_body_bytes": 0}, {}, {}, "no body window"),
+    "body_only": ({"byte_ngram_header_bytes": 0}, {}, {}, "no header window"),
+    "g1": ({"byte_ngram_weight": 1.0}, {}, {}, "byte n-gram block 1.0"),
+    "g3": ({"byte_ngram_weight": 3.0}, {}, {}, "byte n-gram block 3.0"),
+    "prefix3000": ({}, {}, {}, "one window: the message's first 3000 bytes (sg-features-6)"),
+    "sgd_prefix3000": (
+        {},
+        {},
+        {"loss": "sgd_log", "average": True, "C": 30.0},
+        "the sg-features-6 defaults: averaged SGD, C = 30, one 3000-byte window",
     ),
     "C1": ({}, {}, {"C": 1.0}, "C = 1"),
     "C100": ({}, {}, {"C": 100.0}, "C = 100"),
@@ -193,6 +188,23 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
         "byte 4-grams, SGD log, C=100",
     ),
 }
+
+
+# Variants that take byte n-grams from sg-features-6's single window (the message's first N bytes,
+# headers and body alike) instead of FeatureConfig's two windows: the baseline of stage 7.
+PREFIX_WINDOW = {"prefix3000": 3000, "sgd_prefix3000": 3000}
+
+
+class PrefixWindowExtractor(FeatureExtractor):
+    """Rows with sg-features-6's byte n-gram window; everything else as FeatureExtractor."""
+
+    def __init__(self, config: FeatureConfig, prefix_bytes: int) -> None:
+        super().__init__(config)
+        self.prefix_bytes = prefix_bytes
+
+    def grams(self, view: MessageView) -> np.ndarray:
+        head = view.raw_prefix.replace(b"\r\n", b"\n")[: self.prefix_bytes]
+        return byte_ngrams(head, self.config.byte_ngram)
 
 
 def make_configs(name: str, base_f: FeatureConfig, base_t: TrainConfig) -> tuple[FeatureConfig, TrainConfig]:
@@ -217,8 +229,9 @@ def score_variant(
     """Fit one variant on ``train``, score ``test``: the figures every ablation table shows."""
     fcfg, tcfg = make_configs(name, *base)
     t = time.perf_counter()
-    res = fit(rows(fcfg, train[0], jobs), train[1], tcfg)
-    p = res.model.calibration.probability(res.model.margin(rows(fcfg, test[0], jobs)))
+    prefix = PREFIX_WINDOW.get(name, 0)
+    res = fit(rows(fcfg, train[0], jobs, prefix), train[1], tcfg)
+    p = res.model.calibration.probability(res.model.margin(rows(fcfg, test[0], jobs, prefix)))
     s = metrics.summary(test[1], p, res.operating_points)
     bal = next(x for x in s["at_operating_points"] if x["name"] == "balanced")
     return {
@@ -257,8 +270,9 @@ def _parse_chunk(raws: list[bytes]) -> list[MessageView]:
     return [fx.parse(r) for r in raws]
 
 
-def _rows_chunk(cfg: FeatureConfig, views: list[MessageView]) -> sp.csr_matrix:
-    return FeatureExtractor(cfg).transform_views(views)
+def _rows_chunk(cfg: FeatureConfig, views: list[MessageView], prefix: int) -> sp.csr_matrix:
+    fx = PrefixWindowExtractor(cfg, prefix) if prefix else FeatureExtractor(cfg)
+    return fx.transform_views(views)
 
 
 def parse_all(raws: list[bytes], jobs: int) -> list[MessageView]:
@@ -266,9 +280,11 @@ def parse_all(raws: list[bytes], jobs: int) -> list[MessageView]:
     return [v for part in Parallel(n_jobs=jobs)(delayed(_parse_chunk)(c) for c in chunks) for v in part]
 
 
-def rows(cfg: FeatureConfig, views: list[MessageView], jobs: int) -> sp.csr_matrix:
+def rows(cfg: FeatureConfig, views: list[MessageView], jobs: int, prefix: int = 0) -> sp.csr_matrix:
+    """Feature rows, built in chunks on ``jobs`` processes (``prefix``: see PREFIX_WINDOW)."""
     chunks = [views[i : i + 500] for i in range(0, len(views), 500)]
-    return sp.vstack(Parallel(n_jobs=jobs)(delayed(_rows_chunk)(cfg, c) for c in chunks), format="csr")
+    parts = Parallel(n_jobs=jobs)(delayed(_rows_chunk)(cfg, c, prefix) for c in chunks)
+    return sp.vstack(parts, format="csr")
 
 
 def extra_training(

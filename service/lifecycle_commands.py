@@ -92,7 +92,11 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--holdout", type=float, default=0.15, help="newest fraction held back for the gate")
     r.add_argument("--roca-tolerance", type=float, default=0.05, help="relative slack on 1-ROCA%%")
     r.add_argument("--fpr-tolerance", type=float, default=0.0005, help="absolute slack on balanced FPR")
-    r.add_argument("--warm-start", action="store_true", help="start from the active model's weights")
+    r.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="start from the active model's weights (SGD losses only; the exact solvers ignore it)",
+    )
     r.add_argument("--no-activate", action="store_true", help="write the candidate but never activate it")
     r.add_argument("--jobs", type=int, default=-1)
     r.add_argument("--quiet", action="store_true")

@@ -88,12 +88,38 @@ def test_byte_ngrams_ignore_line_ending_style() -> None:
     assert (fx.transform([crlf]) != fx.transform([lf])).nnz == 0
 
 
-def test_byte_ngrams_of_the_body_only() -> None:
-    fx = FeatureExtractor(FeatureConfig(n_bits=16, byte_ngram=4, byte_ngram_skip_headers=True))
-    view = parse_message(make(body="body words here"))
-    grams = {int(g).to_bytes(4, "big") for g in fx.grams(view)}
-    assert b"body" in grams and b"Subj" not in grams
-    assert fx.grams(parse_message(b"Subject: only headers\r\n")).size == 0
+def _gram_bytes(fx: FeatureExtractor, raw: bytes) -> set[bytes]:
+    return {int(g).to_bytes(4, "big") for g in fx.grams(parse_message(raw))}
+
+
+def test_byte_ngrams_reach_the_body_behind_long_headers() -> None:
+    # A long relay chain (mailing lists, forwarders) used to fill the whole window with headers.
+    relays = b"".join(
+        b"Received: from relay%d.example.net by mx.example.org; Mon, 1 Jan 2024\r\n" % i for i in range(80)
+    )
+    raw = relays + b"Subject: deal\r\n\r\nzyxw cheap meds " + b"y" * 5000 + b" qqqq tail"
+    grams = _gram_bytes(FeatureExtractor(FeatureConfig(n_bits=16)), raw)
+    assert b"zyxw" in grams and b"Rece" in grams
+    assert b"qqqq" not in grams  # past the body window
+    assert b"Subj" not in grams  # past the header window (the relay lines fill it)
+
+
+def test_byte_ngram_windows_are_configurable() -> None:
+    raw = make(body="body words here")
+    body_only = FeatureExtractor(FeatureConfig(n_bits=16, byte_ngram_header_bytes=0))
+    assert b"body" in _gram_bytes(body_only, raw) and b"Subj" not in _gram_bytes(body_only, raw)
+    headers_only = FeatureExtractor(FeatureConfig(n_bits=16, byte_ngram_body_bytes=0))
+    assert b"Subj" in _gram_bytes(headers_only, raw) and b"body" not in _gram_bytes(headers_only, raw)
+    assert _gram_bytes(headers_only, b"Subject: only headers\r\n") >= {b"only"}
+    with pytest.raises(ValueError, match="byte_ngram_body_bytes"):
+        FeatureConfig(byte_ngram_body_bytes=-1)
+
+
+def test_short_message_grams_are_its_own_bytes() -> None:
+    # Both windows cover a short message whole: its n-grams are exactly those of its bytes.
+    raw = make(body="short body").replace(b"\r\n", b"\n")
+    fx = FeatureExtractor(FeatureConfig(n_bits=16))
+    assert _gram_bytes(fx, raw) == {raw[i : i + 4] for i in range(len(raw) - 3)}
 
 
 def test_batch_rows_equal_single_rows() -> None:

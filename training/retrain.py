@@ -26,7 +26,7 @@ from training import metrics
 from training.corpora import LabelledMessage
 from training.evaluate import plot_roc
 from training.featurize import featurize
-from training.fit import TrainConfig, fit
+from training.fit import SGD_LOSSES, TrainConfig, fit
 from training.train import build_manifest, in_time_order, new_version
 
 
@@ -100,7 +100,8 @@ def retrain(
         raise ValueError("the held-back slice needs both spam and ham; add data or raise --holdout")
     tr, ho = data.subset(train_idx), data.subset(hold_idx)
     init = None
-    if warm_start and active is not None and active.features == feature_cfg:
+    # Only SGD continues from given weights; the exact solvers (the default SVM) ignore a start.
+    if warm_start and train_cfg.loss in SGD_LOSSES and active is not None and active.features == feature_cfg:
         init = (active.model.coef, active.model.intercept)
     t0 = time.perf_counter()
     result = fit(tr.X, tr.y, train_cfg, init=init)

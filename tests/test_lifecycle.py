@@ -431,3 +431,42 @@ def test_retrain_gate(
     captured = capsys.readouterr()
     assert rc in (0, 1) and ("PROMOTED" in captured.out), captured.err
     assert (reg / ".reports").is_dir() and list((reg / ".reports").glob("*.png"))
+
+
+def test_retrain_says_when_a_warm_start_is_ignored(tmp_path: Path) -> None:
+    from model.features import FeatureConfig
+    from training.corpora import LabelledMessage
+    from training.fit import TrainConfig
+    from training.retrain import GateConfig, retrain
+
+    msgs = [
+        LabelledMessage(1 if label == "spam" else 0, raw, f"m{i}", float(i))
+        for i, (label, raw) in enumerate(__import__("tests.mail").mail.generated_corpus(80, seed=31))
+    ]
+    features = FeatureConfig(n_bits=12)
+    _, decision = retrain(
+        msgs,
+        None,
+        tmp_path / "svm",
+        features,
+        TrainConfig(cv_folds=3),
+        GateConfig(holdout=0.3),
+        [],
+        warm_start=True,
+        n_jobs=1,
+        progress=False,
+    )
+    assert "solved exactly" in decision["warm_start"]
+    _, decision = retrain(
+        msgs,
+        None,
+        tmp_path / "sgd",
+        features,
+        TrainConfig(cv_folds=3, loss="sgd_log"),
+        GateConfig(holdout=0.3),
+        [],
+        warm_start=True,
+        n_jobs=1,
+        progress=False,
+    )
+    assert "no active model" in decision["warm_start"]

@@ -100,9 +100,16 @@ def retrain(
         raise ValueError("the held-back slice needs both spam and ham; add data or raise --holdout")
     tr, ho = data.subset(train_idx), data.subset(hold_idx)
     init = None
-    # Only SGD continues from given weights; the exact solvers (the default SVM) ignore a start.
-    if warm_start and train_cfg.loss in SGD_LOSSES and active is not None and active.features == feature_cfg:
-        init = (active.model.coef, active.model.intercept)
+    warm_note = ""
+    if warm_start:
+        # Only SGD continues from given weights; the exact solvers (the default SVM) reach the same
+        # optimum from any start, so a warm start would only be a promise not kept.
+        if train_cfg.loss not in SGD_LOSSES:
+            warm_note = f"warm start ignored: loss {train_cfg.loss!r} is solved exactly from scratch"
+        elif active is None or active.features != feature_cfg:
+            warm_note = "warm start ignored: no active model with the same features"
+        else:
+            init = (active.model.coef, active.model.intercept)
     t0 = time.perf_counter()
     result = fit(tr.X, tr.y, train_cfg, init=init)
     cand_p = result.model.calibration.probability(result.model.margin(ho.X))
@@ -110,6 +117,7 @@ def retrain(
     decision: dict[str, Any] = {
         "candidate": cand,
         "holdout_messages": int(n_hold),
+        **({"warm_start": warm_note} if warm_note else {}),
         "tolerances": {"roca_relative": gate.roca_tolerance, "fpr_absolute": gate.fpr_tolerance},
     }
     curves = [("candidate", ho.y, cand_p)]

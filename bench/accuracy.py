@@ -28,6 +28,7 @@ from bench.common import (
     peer_results,
     peer_split,
     random_corpus_split,
+    reference_loop_seconds,
     run,
     scoring_rate,
     update_section,
@@ -51,6 +52,8 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
         "",
         f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, 2 cores).",
         "Thresholds come from the training half only (out-of-fold), then are applied to the test half.",
+        "Scoring speed is followed by the time of a fixed pure-Python loop (3M additions) taken right",
+        "after it: this VM's speed drifts by up to 2x, and `bench/speed.py` prints the same loop.",
         "",
         "| split | n test | ROC AUC | 1-ROCA% | ECE | FPR / catch @aggressive | FPR / catch @balanced "
         "| FPR / catch @lenient | catch @FPR 0.1% (test) | train s | scoring msgs/s/core |",
@@ -70,7 +73,8 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
             ),
             _pct(r["catch_at_fpr"]["0.001"]),
             f"{r['train_seconds_total']:.1f}",
-            f"{r['scoring_msgs_per_s']:.0f}",
+            f"{r['scoring_msgs_per_s']:.0f}"
+            + (f" ({r['reference_loop_s']:.3f} s)" if "reference_loop_s" in r else ""),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     earlier = [r for r in results if r.get("command", command) != command]
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary, fit_result, y, probs = run(split, fcfg, tcfg, args.jobs)
         summary["scoring_msgs_per_s"] = scoring_rate(split.test, fcfg, fit_result.model.coef)
+        # How fast the VM ran just then: the scoring column is only comparable between runs by it.
+        summary["reference_loop_s"] = reference_loop_seconds()
         summary["command"] = command
         summary["feature_config"] = fcfg.to_dict()
         summary["train_config"] = tcfg.to_dict()

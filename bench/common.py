@@ -100,6 +100,22 @@ def fastest(fn: Callable[[int, int], object], n: int, repeat: int, chunk: int = 
     return sum(best)
 
 
+def reference_loop_seconds(repeat: int = 5) -> float:
+    """Fastest time of a fixed pure-Python loop: how fast this machine is running right now.
+
+    This VM's speed drifts by up to 2x over minutes (host contention), so
+    every figure here is printed next to this one; compare runs by it.
+    """
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        total = 0
+        for i in range(3_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def scoring_rate(
     messages: list[LabelledMessage], fcfg: FeatureConfig, coef: np.ndarray, n: int = 3000, repeat: int = 3
 ) -> float:

@@ -24,7 +24,6 @@ import json
 import platform
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -34,28 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PEERS, REPO, fastest, update_section
+from bench.common import PEERS, REPO, fastest, reference_loop_seconds, update_section
 from model.features import FeatureExtractor
 from model.heuristics import heuristic_values
 from training.corpora import read_corpus
 
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
-
-
-def reference_loop_seconds(repeat: int = 5) -> float:
-    """Fastest time of a fixed pure-Python loop: how fast this machine is running right now.
-
-    This VM's speed drifts by up to 2x over minutes (host contention), so
-    every figure here is printed next to this one; compare runs by it.
-    """
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        total = 0
-        for i in range(3_000_000):
-            total += i
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def stage_times(raws: Sequence[bytes], repeat: int) -> dict[str, float]:

@@ -43,12 +43,12 @@ class TrainConfig:
     cv_folds: folds for out-of-fold calibration margins.
     cv_shuffle: shuffle before folding (for mixed corpora without one time
         line; a single corpus in time order keeps contiguous folds).
-    seed: random seed (SGD shuffling, fold shuffling).
+    seed: random seed (SGD shuffling, liblinear's coordinate order, fold
+        shuffling). The liblinear losses (``svm``, ``log``) reach the same
+        optimum whatever the seed, up to the solver's tolerance; the seed
+        makes a fit reproducible bit for bit.
     average: SGD only: return the average of the iterates (Polyak-Ruppert)
         rather than the last one.
-    average only matters for the SGD losses. The liblinear ones (``svm``,
-    ``log``) reach the same optimum whatever the seed, up to the solver's
-    tolerance; the seed fixes their coordinate order so a fit is reproducible.
     """
 
     # A linear SVM (squared hinge, liblinear's dual coordinate descent) replaced averaged SGD on
@@ -61,7 +61,9 @@ class TrainConfig:
     # Averaged SGD also moved S1 by ±0.004 with nothing but its shuffling seed (scratch runs,
     # seeds 0-3), so SGD-era comparisons on S1 sat inside that noise; the dual solver converges
     # to the one optimum (seeds change weights by ~1e-4 relative), and S2's six fits (five folds
-    # and the final one) took 15 s instead of 22 s.
+    # and the final one) took 15 s instead of 22 s. Logistic loss solved exactly is too slow for
+    # the 60 s budget: liblinear's primal took 109 s for one S2 fit with byte 4-grams (stage 0),
+    # its dual 59 s (scratch run); that is why the SGD era used SGD.
     loss: str = "svm"
     # SVM C = 0.3 / 1 / 3 / 10 (stage 7), 1-ROCA%: S1 0.0132 / 0.0090 / 0.0079 / 0.0076,
     # S2 0.0270 / 0.0277 / 0.0282 / 0.0287, csdmc2010 0.0116 / 0.0088 / 0.0083 / 0.0081,

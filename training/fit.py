@@ -107,7 +107,8 @@ def _fit_linear(
         # dual=True: one variable per message, not per column (12,500 vs 2^20 here), the fast
         # side when columns far outnumber messages.
         # random_state: liblinear visits the dual coordinates in a random order; seeded, a fit is
-        # reproducible bit for bit (unseeded, weights differed by ~1e-4 relative between runs).
+        # reproducible bit for bit (unseeded, weights differed by ~1e-4 relative between runs) as
+        # long as no other liblinear fit runs in the same process (see _parallel_backend).
         clf: Any = LinearSVC(
             C=cfg.C,
             loss="squared_hinge",
@@ -144,6 +145,22 @@ def _fit_linear(
     return clf.coef_.ravel().astype(np.float32), float(clf.intercept_[0])
 
 
+def _parallel_backend(cfg: TrainConfig) -> str:
+    """Threads for SGD, processes for liblinear (``svm``, ``log``).
+
+    Both release the GIL, but liblinear draws its coordinate order from one
+    C-level generator shared by the whole process (scikit-learn issue #8410),
+    so two liblinear fits on threads interleave their draws: on one training
+    set the weights of four runs differed by up to 1e-5, and a seeded fit was
+    not reproducible. In processes each fit has its own generator and the
+    weights are the same bit for bit. The price on S2's train half (five
+    folds and the final fit, 2 cores): 18.6-20.5 s in processes against
+    14.3-18.2 s on threads and 24.4 s one after another. SGD keeps a
+    generator per estimator, so it stays on threads.
+    """
+    return "threads" if cfg.loss in SGD_LOSSES else "processes"
+
+
 @dataclass
 class FitResult:
     """The fitted model and what validation measured about it."""
@@ -170,9 +187,9 @@ def fit(
     their optimum does not depend on where they start.
 
     The out-of-fold fits and the final fit are independent, so they run on
-    ``n_jobs`` threads (scikit-learn's SGD and liblinear release the GIL):
-    S2's six fits took 43 s one after another on this 2-core machine. The
-    result does not depend on ``n_jobs``.
+    ``n_jobs`` workers: S2's six SGD fits took 43 s one after another on this
+    2-core machine. The result does not depend on ``n_jobs``; see
+    ``_parallel_backend`` for why liblinear's fits run in processes.
     """
     start = time.perf_counter()
     y = np.asarray(y)
@@ -185,7 +202,7 @@ def fit(
     splits = [(tr, va) for tr, va in folds.split(X) if len(np.unique(y[tr])) == 2]
     jobs = [delayed(_fit_linear)(X[tr], y[tr], cfg) for tr, _ in splits]
     jobs.append(delayed(_fit_linear)(X, y, cfg, init))
-    fitted = Parallel(n_jobs=n_jobs, prefer="threads")(jobs)
+    fitted = Parallel(n_jobs=n_jobs, prefer=_parallel_backend(cfg))(jobs)
     for (_, va), (fold_coef, fold_b) in zip(splits, fitted, strict=False):
         oof[va] = np.asarray(X[va] @ fold_coef).ravel() + fold_b
     calibration = fit_calibration(oof, y, cfg.calibration)

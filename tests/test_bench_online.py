@@ -1,0 +1,33 @@
+"""The time-ordered retraining benchmark's bookkeeping (bench/online.py), on generated mail."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.online import figures, judge_in_time_order, median_span_days
+from model.features import FeatureConfig, FeatureExtractor
+from tests.mail import generated_corpus
+from training.fit import TrainConfig
+
+
+def test_judged_by_the_model_current_at_arrival() -> None:
+    corpus = generated_corpus(160, seed=3)
+    X = FeatureExtractor(FeatureConfig(n_bits=14)).transform([raw for _, raw in corpus])
+    y = np.array([1 if label == "spam" else 0 for label, _ in corpus])
+    cfg = TrainConfig(cv_folds=3)
+    batch = judge_in_time_order(X[:100], y[:100], X[100:], y[100:], cfg, every=0)
+    online = judge_in_time_order(X[:100], y[:100], X[100:], y[100:], cfg, every=25)
+    assert batch[2] == 1 and online[2] == 3  # 60 test messages: blocks of 25, 25, 10
+    # the first block is judged by the batch model in both runs, later blocks by refits
+    assert np.array_equal(batch[0][:25], online[0][:25]) and np.array_equal(batch[1][:25], online[1][:25])
+    assert online[0].shape == online[1].shape == (60,)
+    row = figures(y[100:], online[0], online[1])
+    assert 0.0 <= row["balanced_fpr"] <= 1.0 and row["one_minus_roca_pct"] < 5.0
+
+
+def test_block_spans_ignore_missing_dates_and_outliers() -> None:
+    days = np.concatenate([np.linspace(0.0, 1.0, 100), np.linspace(1.0, 3.0, 100)])
+    days[5] = np.nan
+    days[150] = 400.0  # one relay with a wrong clock
+    assert abs(median_span_days(days, 100) - 1.35) < 0.01  # spans 0.9 and 1.8
+    assert np.isnan(median_span_days(np.full(10, np.nan), 5))

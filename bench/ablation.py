@@ -177,6 +177,15 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
         {**AVG_SGD, "C": 30.0},
         "the sg-features-6 defaults: averaged SGD, C = 30, one 3000-byte window",
     ),
+    # stage 8 (a new site's mail: bench/cross_corpus.py, leave one corpus out)
+    "no_grams": ({"byte_ngram_weight": 0.0}, {}, {}, "no byte n-grams (tokens and heuristics only)"),
+    "heur_1": ({"heuristic_scale": 1.0}, {}, {}, "heuristic columns ×1"),
+    "body_only_heur1": (
+        {"byte_ngram_header_bytes": 0, "heuristic_scale": 1.0},
+        {},
+        {},
+        "no header window, heuristic columns ×1",
+    ),
     "C1": ({}, {}, {"C": 1.0}, "C = 1"),
     "C100": ({}, {}, {"C": 100.0}, "C = 100"),
     "balanced_cw": ({}, {}, {"class_weight": "balanced"}, "class_weight = balanced"),

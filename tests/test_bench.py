@@ -1,6 +1,8 @@
-"""The time-ordered retraining benchmark's bookkeeping (bench/online.py), on generated mail."""
+"""Bookkeeping of the benchmarks (bench/online.py, bench/cross_corpus.py), on generated mail."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -31,3 +33,16 @@ def test_block_spans_ignore_missing_dates_and_outliers() -> None:
     days[150] = 400.0  # one relay with a wrong clock
     assert abs(median_span_days(days, 100) - 1.35) < 0.01  # spans 0.9 and 1.8
     assert np.isnan(median_span_days(np.full(10, np.nan), 5))
+
+
+def test_cross_corpus_sources_join_whole_corpora(tmp_path: Path) -> None:
+    from bench.cross_corpus import source
+
+    for name, seed in (("site_a", 1), ("site_b", 2)):
+        for i, (label, raw) in enumerate(generated_corpus(10, seed=seed)):
+            folder = tmp_path / name / label
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}.eml").write_bytes(raw)
+    both = source("site_a+site_b", "train", tmp_path, peers=tmp_path / "no_peers")
+    assert len(both) == 20 and sum(m.label for m in both) == 10
+    assert len(source("site_b", "test", tmp_path, peers=tmp_path / "no_peers")) == 10

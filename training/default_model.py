@@ -1,10 +1,25 @@
 """Retrain the bundled default model (``make default-model``).
 
 Corpora: the three with full headers (SpamAssassin, trec07p first 25,000,
-CSDMC2010). Enron-Spam and Ling-Spam are left out on purpose: they have no
-headers, so every header heuristic (MISSING_DATE, RCVD_NO_HOPS…) would fire
-on all of their mail and the model would learn "no headers" as a label cue
-from their ham/spam ratio instead of from real mail.
+CSDMC2010) and Enron-Spam. The bundled model's job is a site none of its
+corpora came from, so the corpora were chosen on leave-one-site-out runs
+(BENCHMARKS.md, stage 8: trained on SpamAssassin + CSDMC2010, scored on
+trec07p, and the reverse; those are two sites, CSDMC2010 shares 2,334
+messages with SpamAssassin). Adding Enron-Spam's 30,000 business mails
+cut 1-ROCA% at the new site from 5.24 to 3.05 and from 4.24 to 2.05, and
+the false-positive rate at the balanced point on trec07p from 2.49% to
+0.03%: the header corpora's ham is mostly mailing lists, and a site's own
+person-to-person mail looked like nothing the model knew. (The thresholds
+still come from the training sites, so at a new site they can also be too
+cautious: on SpamAssassin's mail the balanced point caught 7% of spam
+before and 0.1% after, while 51% was caught at 0.1% FPR. Retraining on the
+site's mail is the remedy; see the README.)
+Enron-Spam has no headers, so the header heuristics (MISSING_DATE,
+RCVD_NO_HOPS…) fire on all of it and learn its ham share (52%) as a cue for
+"no headers"; mail at a gateway always has headers, and the new-site
+figures above include that effect. Ling-Spam (one academic list, 16% spam,
+no headers) stays out: it would teach "no headers" as a strong ham cue and
+was not measured here.
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ from model.features import FeatureConfig
 from training.fit import TrainConfig
 from training.train import CorpusSpec, train
 
-CORPORA = ("spamassassin", "trec07p_dev", "csdmc2010")
+CORPORA = ("spamassassin", "trec07p_dev", "csdmc2010", "enron_spam")
 FEATURES = FeatureConfig()
 TRAINING = TrainConfig(cv_shuffle=True)
 

@@ -18,8 +18,8 @@ Enron-Spam has no headers, so the header heuristics (MISSING_DATE,
 RCVD_NO_HOPS…) fire on all of it and learn its ham share (52%) as a cue for
 "no headers"; mail at a gateway always has headers, and the new-site
 figures above include that effect. Ling-Spam (one academic list, 16% spam,
-no headers) stays out: it would teach "no headers" as a strong ham cue and
-was not measured here.
+no headers) stays out: added too, it moved 1-ROCA% only a little (2.97,
+1.79) and cut catch at 0.1% FPR on trec07p from 44% to 30%.
 """
 
 from __future__ import annotations

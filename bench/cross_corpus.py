@@ -8,11 +8,11 @@ senders and relays no training corpus saw, so settings are also compared
 here: trained on the train half of one peers' split, scored on the test half
 of the other (``S2:S1`` = trained on trec07p_dev, tested on SpamAssassin).
 Either side of a pair may also name whole corpora under DATA, joined by
-``+``: ``spamassassin+trec07p_dev:csdmc2010`` trains on all of two sites'
-mail and scores all of a third's, which is the bundled model's situation
-at a new gateway (it is trained on those three corpora). Test messages whose
-bytes or Message-ID also occur in the training mail are left out: public
-corpora share some messages. Variants are ``bench/ablation.py``'s. Prints a
+``+``: ``spamassassin+csdmc2010:trec07p_dev`` trains on all of one site's
+mail and scores all of another's, which is the bundled model's situation at
+a new gateway (stage 8 in BENCHMARKS.md). Test messages whose bytes or
+Message-ID also occur in the training mail are left out: public corpora
+share messages (CSDMC2010 holds 2,334 of SpamAssassin's). Variants are ``bench/ablation.py``'s. Prints a
 table and writes bench/results/cross_corpus.json and the cross-corpus
 section of BENCHMARKS.md.
 """

@@ -110,6 +110,32 @@ def test_bundled_model_loads_and_scores() -> None:
     assert s.score(spam).probability > s.score(make()).probability
 
 
+def test_bundled_model_passes_ordinary_mail_from_a_new_site() -> None:
+    """Hand-written notes from a site no training corpus came from stay under the default TAG point.
+
+    The bundled model before Enron-Spam was added (stage 8 in BENCHMARKS.md, 20261129-073819-b48ccbaa)
+    scored all three at p = 0.69-0.70, far above its FPR-1% point (0.02), so the default policy
+    tagged them. Phishing must still land above the point.
+    """
+    art = load_artifact(bundled_model_path())
+    tag_at = next(p["threshold"] for p in art.operating_points if p["name"] == "aggressive")  # FPR 1%
+    s = Scorer(art)
+    lunch = "Hi Bob,\n\nare you free for lunch tomorrow at noon? The usual place near the station.\n\nAlice\n"
+    for ham in (make(), make({"Received": None}), make({"Subject": "Re: lunch tomorrow?"}, body=lunch)):
+        assert s.score(ham).probability < tag_at
+    phish = make(
+        {
+            "From": "Security Team <security@paypa1-verify.example.com>",
+            "Subject": "Your account has been suspended",
+            "Message-ID": "<abc123@paypa1-verify.example.com>",
+        },
+        body="Dear Customer,\n\nWe have detected unusual activity on your account. Your account has been "
+        "suspended. Please verify your identity within 24 hours by clicking the link below:\n\n"
+        "http://paypa1-verify.example.com/login\n\nFailure to do so will result in permanent closure.\n",
+    )
+    assert s.score(phish).probability > tag_at
+
+
 def test_copy_of_bundled_model_verifies(tmp_path: Path) -> None:
     dst = tmp_path / "copy"
     shutil.copytree(bundled_model_path(), dst)

@@ -11,6 +11,10 @@ admin fixes a config in one pass instead of one restart per typo.
     max_message_bytes = 26214400
     grace_seconds = 10
     processes = 1               # worker processes sharing the port (one core each)
+    stream_idle_seconds = 30    # a ClassifyStream with no request for this long is closed
+    stream_max_seconds = 600    # and any stream after this long
+    max_streams_per_peer = 2    # open streams per client IP; more: RESOURCE_EXHAUSTED
+    max_streams = 0             # open streams in all (each holds an RPC thread); 0: workers // 2
     [model]
     path = ""                   # one artifact folder; empty: the bundled model
     registry = ""               # or a registry folder: serve its ACTIVE version, follow switches
@@ -19,6 +23,7 @@ admin fixes a config in one pass instead of one restart per typo.
     [feedback]
     db = ""                     # SQLite feedback store; empty disables ReportFeedback
     recent_verdicts = 1000      # verdicts kept for reports by verdict_id
+    recent_verdict_bytes = 67108864  # and at most this many message bytes in all
     [limits]                    # what the parser scans (see model.limits.ParseLimits)
     max_bytes = 524288
     [metrics]
@@ -62,6 +67,15 @@ class ServerSection:
     max_message_bytes: int = 25 * 1024 * 1024
     grace_seconds: float = 10.0
     processes: int = 1
+    stream_idle_seconds: float = 30.0
+    stream_max_seconds: float = 600.0
+    max_streams_per_peer: int = 2
+    max_streams: int = 0  # 0: workers // 2
+
+    @property
+    def stream_cap(self) -> int:
+        """Concurrent ClassifyStream calls allowed: each holds an RPC thread while it is open."""
+        return self.max_streams or self.workers // 2
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class ModelSection:
 class FeedbackSection:
     db: str = ""
     recent_verdicts: int = 1000
+    recent_verdict_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -170,6 +185,17 @@ def validate(cfg: Config) -> list[str]:
             errors.append(f"[server] {key} must be >= 1, got {getattr(s, key)}")
     if s.grace_seconds < 0:
         errors.append(f"[server] grace_seconds must be >= 0, got {s.grace_seconds}")
+    for key in ("stream_idle_seconds", "stream_max_seconds"):
+        if getattr(s, key) <= 0:
+            errors.append(f"[server] {key} must be > 0, got {getattr(s, key)}")
+    if s.max_streams_per_peer < 1:
+        errors.append(f"[server] max_streams_per_peer must be >= 1, got {s.max_streams_per_peer}")
+    if s.max_streams < 0 or (s.max_streams and s.max_streams >= s.workers):
+        # Each open stream holds an RPC thread; at least one must stay free for Classify and Health.
+        errors.append(
+            f"[server] max_streams must be in 1..workers-1 ({s.workers - 1}), or 0 for workers // 2;"
+            f" got {s.max_streams}"
+        )
     if cfg.logging.format not in ("json", "text"):
         errors.append(f"[logging] format must be 'json' or 'text', got {cfg.logging.format!r}")
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -190,6 +216,10 @@ def validate(cfg: Config) -> list[str]:
         errors.append(f"[model] watch_seconds must be > 0, got {cfg.model.watch_seconds}")
     if cfg.feedback.recent_verdicts < 0:
         errors.append(f"[feedback] recent_verdicts must be >= 0, got {cfg.feedback.recent_verdicts}")
+    if cfg.feedback.recent_verdict_bytes < 0:
+        errors.append(
+            f"[feedback] recent_verdict_bytes must be >= 0, got {cfg.feedback.recent_verdict_bytes}"
+        )
     if cfg.policy.file:
         from service.policy import PolicyError
         from service.policy_file import parse_policy

@@ -132,21 +132,39 @@ class FeedbackStore:
 
 
 class RecentMessages:
-    """Bounded cache of recently classified messages by verdict id, for reports by id."""
+    """Bounded cache of recently classified messages by verdict id, for reports by id.
 
-    def __init__(self, capacity: int = 1000) -> None:
+    Bounded by count and by the total bytes of the messages held (a message may be
+    25 MiB, so a count alone bounds nothing); the oldest go first. A message larger
+    than the whole byte budget is not kept.
+    """
+
+    def __init__(self, capacity: int = 1000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
     def put(self, verdict_id: str, raw: bytes, verdict: dict[str, Any]) -> None:
-        if self.capacity <= 0:
+        if self.capacity <= 0 or len(raw) > self.max_bytes:
             return
         with self._lock:
+            old = self._items.pop(verdict_id, None)
+            if old is not None:
+                self._bytes -= len(old[0])
             self._items[verdict_id] = (raw, verdict)
-            self._items.move_to_end(verdict_id)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            self._bytes += len(raw)
+            while len(self._items) > self.capacity or self._bytes > self.max_bytes:
+                _, (gone, _) = self._items.popitem(last=False)
+                self._bytes -= len(gone)
 
     def get(self, verdict_id: str) -> tuple[bytes, dict[str, Any]] | None:
         with self._lock:

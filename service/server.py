@@ -335,7 +335,9 @@ def start_server(
         cfg.server.max_message_bytes,
         metrics,
         feedback=FeedbackStore(cfg.feedback.db) if cfg.feedback.db else None,
-        recent=RecentMessages(cfg.feedback.recent_verdicts if cfg.feedback.db else 0),
+        recent=RecentMessages(
+            cfg.feedback.recent_verdicts if cfg.feedback.db else 0, cfg.feedback.recent_verdict_bytes
+        ),
         watcher=watcher,
     )
     # The transport limit sits above the service's own, so oversize mail reaches

@@ -24,8 +24,10 @@ admin fixes a config in one pass instead of one restart per typo.
     db = ""                     # SQLite feedback store; empty disables ReportFeedback
     recent_verdicts = 1000      # verdicts kept for reports by verdict_id
     recent_verdict_bytes = 67108864  # and at most this many message bytes in all
-    [limits]                    # what the parser scans (see model.limits.ParseLimits)
+    [limits]                    # what the parser scans (see model.limits.ParseLimits), and:
     max_bytes = 524288
+    cpu_budget_ms = 500         # CPU one message may cost; over it: reason CPU_BUDGET (0: no budget)
+    scoring_processes = 0       # worker processes that score under the budget; 0: max(2, cores)
     [metrics]
     port = 9464                 # 0 disables the Prometheus endpoint
     address = "127.0.0.1"
@@ -38,6 +40,7 @@ admin fixes a config in one pass instead of one restart per typo.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -111,6 +114,28 @@ class PolicySection:
 
 
 @dataclass(frozen=True)
+class BudgetLimits:
+    """The per-message CPU budget: [limits] keys that bound work, not what the parser scans.
+
+    500 ms: ordinary mail scores in about 1 ms (``bench/speed.py``; the slowest corpus
+    message is in BENCHMARKS.md, ``bench/budget.py``), so the budget only ever meets mail built
+    to stall a filter; it is also a tenth of the milter's default 5 s timeout, so a message
+    cut off by the budget still gets its verdict long before the MTA gives up.
+    """
+
+    cpu_budget_ms: int = 500
+    scoring_processes: int = 0
+
+    @property
+    def processes(self) -> int:
+        """Worker processes: at least two, so one message over budget never holds up the next."""
+        return self.scoring_processes or max(2, os.cpu_count() or 1)
+
+
+_BUDGET_KEYS = {f.name for f in fields(BudgetLimits)}
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -119,6 +144,7 @@ class Config:
     logging: LoggingSection = field(default_factory=LoggingSection)
     policy: PolicySection = field(default_factory=PolicySection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    budget: BudgetLimits = field(default_factory=BudgetLimits)
 
     @property
     def model_path(self) -> Path:
@@ -250,9 +276,15 @@ def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] |
             if not isinstance(value, dict):
                 errors.append("[limits] must be a table")
                 continue
-            unknown = set(value) - set(ParseLimits().as_dict())
+            unknown = set(value) - set(ParseLimits().as_dict()) - _BUDGET_KEYS
             errors.extend(f"[limits] unknown key {k!r}" for k in sorted(unknown))
-            kwargs["limits"] = {k: v for k, v in value.items() if k not in unknown}
+            kwargs["limits"] = {k: v for k, v in value.items() if k not in unknown | _BUDGET_KEYS}
+            budget = {k: v for k, v in value.items() if k in _BUDGET_KEYS}
+            for k, v in budget.items():
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    errors.append(f"[limits] {k} must be an integer >= 0, got {v!r}")
+            if not errors:
+                kwargs["budget"] = BudgetLimits(**budget)
         elif section in _SECTIONS:
             kwargs[section] = _typed(section, _SECTIONS[section], value, errors)
         else:

@@ -122,13 +122,23 @@ class GroupVerdict:
 
 
 def decide_groups(
-    groups: list[Group], probability: float | None, model_points: list[dict[str, Any]]
+    groups: list[Group],
+    probability: float | None,
+    model_points: list[dict[str, Any]],
+    fallback: tuple[Action, str] | None = None,
 ) -> list[GroupVerdict]:
-    """Each group's action: its list decision, or its thresholds applied to the probability."""
+    """Each group's action: its list decision, or its thresholds applied to the probability.
+
+    ``fallback`` (action, label) stands in for the thresholds when the model
+    could not give a probability (a message over the CPU budget).
+    """
     out = []
     for g in groups:
         if g.list_action is not None:
             out.append(GroupVerdict(g.recipients, g.policy, g.list_action, "", g.list_decision, g.settings))
+            continue
+        if fallback is not None:
+            out.append(GroupVerdict(g.recipients, g.policy, fallback[0], fallback[1], "", g.settings))
             continue
         assert probability is not None, "a model-decided group needs a probability"
         action, threshold = g.settings.decide(probability, model_points)

@@ -32,6 +32,12 @@ class ServiceMetrics:
         self.message_bytes = Histogram(
             "spamgate_message_bytes", "Size of messages received", buckets=SIZE_BUCKETS, registry=r
         )
+        self.aborted = Counter(
+            "spamgate_scoring_aborted",
+            "Messages the model could not score within the limits, by reason (CPU_BUDGET, SCORER_FAILED)",
+            ["reason"],
+            registry=r,
+        )
         self.model = Info("spamgate_model", "The active model", registry=r)
         # The same as a gauge, which prometheus-client also aggregates across worker
         # processes (serve --processes N); Info metrics are single-process only.

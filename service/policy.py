@@ -179,6 +179,11 @@ class Policy:
     allow: AddressList = field(default_factory=AddressList)
     block: AddressList = field(default_factory=AddressList)
     block_action: Action = Action.DELETE
+    # A message the model could not score within the per-message CPU budget ([limits]
+    # cpu_budget_ms): TAG by default, because such mail is rare, never ordinary (ordinary mail
+    # scores in ~1 ms, the budget is 500 ms) and often built to hurt a filter, yet a false alarm
+    # must stay recoverable by the recipient.
+    over_budget_action: Action = Action.TAG
     trusted_authserv_ids: frozenset[str] = frozenset()
 
     def section_for(self, recipient: str) -> tuple[str, Settings]:

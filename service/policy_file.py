@@ -41,6 +41,7 @@ _TOP_KEYS = {
     "version",
     "sensitivity",
     "block_action",
+    "over_budget_action",
     "trusted_authserv_ids",
     "thresholds",
     "actions",
@@ -232,6 +233,14 @@ def parse_policy(path: Path) -> Policy:
         block_action = Action[ba.upper()]
     else:
         err.add("block_action", f"must be one of DELETE, REJECT, REROUTE, TAG, got {ba!r}")
+    over_budget_action = Action.TAG
+    oba = raw.get("over_budget_action", "TAG")
+    if isinstance(oba, str) and oba.upper() in Action.__members__:
+        over_budget_action = Action[oba.upper()]
+    else:
+        err.add(
+            "over_budget_action", f"must be one of DELIVER, TAG, REROUTE, REJECT, DELETE, got {oba!r}"
+        )
     trusted = raw.get("trusted_authserv_ids", [])
     if not isinstance(trusted, list) or not all(isinstance(t, str) and t for t in trusted):
         err.add("trusted_authserv_ids", "must be a list of host names")
@@ -280,6 +289,7 @@ def parse_policy(path: Path) -> Policy:
         allow=allow,
         block=block,
         block_action=block_action,
+        over_budget_action=over_budget_action,
         trusted_authserv_ids=frozenset(t.lower() for t in trusted),
     )
 

@@ -31,6 +31,7 @@ from service.policy_file import PolicyHolder, ReloadResult
 from service.proto_gen import spamgate_pb2 as pb
 from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
+from service.scoring_pool import ScoringPool
 from service.verdict import Envelope, ErrorKind, Request, RequestError, Verdict, build_verdict, verdict_dict
 
 log = logging.getLogger("spamgate.server")
@@ -39,6 +40,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpamGate"].full_name
 _CODES = {
     ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
@@ -157,6 +159,7 @@ class Engine:
         feedback: FeedbackStore | None = None,
         recent: RecentMessages | None = None,
         watcher: RegistryWatcher | None = None,
+        pool: ScoringPool | None = None,
     ) -> None:
         self.holder = holder
         self.policies = policies
@@ -165,6 +168,7 @@ class Engine:
         self.feedback = feedback
         self.recent = recent or RecentMessages(0)
         self.watcher = watcher
+        self.pool = pool
 
     def classify(self, request: Request, method: str, time_remaining: float | None = None) -> Verdict:
         m = self.metrics
@@ -173,7 +177,9 @@ class Engine:
         start = time.perf_counter()
         try:
             policy = self.policies.current()  # one policy for the whole request, even across a reload
-            verdict = build_verdict(request, self.holder, policy, self.max_message_bytes, time_remaining)
+            verdict = build_verdict(
+                request, self.holder, policy, self.max_message_bytes, time_remaining, self.pool
+            )
         except RequestError as exc:
             m.errors.labels(_CODES[exc.kind].name).inc()
             raise
@@ -183,6 +189,13 @@ class Engine:
             raise RequestError(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}") from exc
         m.latency.observe(time.perf_counter() - start)
         m.verdicts.labels(verdict.action.name).inc()
+        for reason in verdict.reasons:
+            if reason.kind == "limit":
+                m.aborted.labels(reason.name).inc()
+                log.warning(
+                    "message not scored",
+                    extra={"correlation_id": request.correlation_id, "why": "; ".join(verdict.limits_cut)},
+                )
         self.recent.put(verdict.verdict_id, request.message, verdict_dict(verdict))
         log.info(
             "verdict",
@@ -297,6 +310,7 @@ class RunningServer:
     engine: Engine
     metrics_port: int
     watcher: RegistryWatcher | None = None
+    pool: ScoringPool | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -310,7 +324,16 @@ class RunningServer:
         self.set_serving(False)
         if self.watcher is not None:
             self.watcher.stop()
-        return self.server.stop(grace)
+        stopped = self.server.stop(grace)
+        pool = self.pool
+        if pool is not None:
+            # After the in-flight calls, which may still be scoring in the pool.
+            def close_pool() -> None:
+                stopped.wait()
+                pool.close()
+
+            threading.Thread(target=close_pool, name="spamgate-pool-stop", daemon=True).start()
+        return stopped
 
 
 def start_server(
@@ -319,8 +342,13 @@ def start_server(
     metrics: ServiceMetrics | None = None,
     policies: PolicyHolder | None = None,
     reuse_port: bool = False,
+    scoring_init: Callable[[], None] | None = None,
 ) -> RunningServer:
-    """Bind and start; health is NOT_SERVING until a model is loaded into ``holder``."""
+    """Bind and start; health is NOT_SERVING until a model is loaded into ``holder``.
+
+    ``scoring_init`` runs in each scoring worker before it serves (tests use it
+    to make a stage misbehave).
+    """
     holder = holder or ModelHolder(cfg.limits)
     metrics = metrics or ServiceMetrics()
     policies = policies or PolicyHolder(Path(cfg.policy.file) if cfg.policy.file else None)
@@ -339,6 +367,11 @@ def start_server(
             cfg.feedback.recent_verdicts if cfg.feedback.db else 0, cfg.feedback.recent_verdict_bytes
         ),
         watcher=watcher,
+        pool=(
+            ScoringPool(cfg.budget.processes, cfg.budget.cpu_budget_ms, init=scoring_init)
+            if cfg.budget.cpu_budget_ms
+            else None
+        ),
     )
     # The transport limit sits above the service's own, so oversize mail reaches
     # build_verdict and gets INVALID_ARGUMENT naming the limit, not a bare transport error.
@@ -363,7 +396,7 @@ def start_server(
     if port == 0:
         raise OSError(f"cannot bind {cfg.server.address}:{cfg.server.port}")
     metrics_port = metrics.serve_http(cfg.metrics.address, cfg.metrics.port) if cfg.metrics.port else 0
-    running = RunningServer(server, port, health_servicer, engine, metrics_port)
+    running = RunningServer(server, port, health_servicer, engine, metrics_port, pool=engine.pool)
     running.set_serving(False)
 
     def on_model(scorer: Any) -> None:

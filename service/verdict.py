@@ -15,10 +15,11 @@ from typing import Any
 
 from model.limits import ParseLimits
 from model.parse import parse_message
-from model.scoring import Reason
+from model.scoring import Reason, Score
 from service.decide import GroupVerdict, decide_groups, from_domain_of, from_header_allowed, recipient_groups
 from service.policy import Action, Policy, Settings
 from service.registry import ModelHolder, NoModelError
+from service.scoring_pool import DeadlinePassed, ScoringAborted, ScoringBusy, ScoringPool
 
 # The standard anti-spam test string (SpamAssassin's GTUBE): a message holding it
 # scores 1.0 whatever the model says, so admins can test their whole chain
@@ -34,6 +35,7 @@ class ErrorKind(enum.Enum):
 
     INVALID_ARGUMENT = "invalid_argument"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -115,7 +117,7 @@ def _headers(
     if h.flag:
         out.append((h.flag, "YES" if action != Action.DELIVER else "NO"))
     if h.probability:
-        out.append((h.probability, f"{p:.4f}" if p is not None else f"not scanned ({listed})"))
+        out.append((h.probability, f"{p:.4f}" if p is not None else f"not scanned ({listed or threshold})"))
     if h.action:
         out.append((h.action, action.name))
     if h.model and model:
@@ -148,8 +150,16 @@ def build_verdict(
     policy: Policy,
     max_message_bytes: int,
     time_remaining: float | None = None,
+    pool: ScoringPool | None = None,
 ) -> Verdict:
-    """Lists, then (only if needed) the model, then thresholds; raises ``RequestError`` for no verdict."""
+    """Lists, then (only if needed) the model, then thresholds; raises ``RequestError`` for no verdict.
+
+    With a ``pool`` the model runs in a worker process under the per-message
+    CPU budget and the caller's deadline (``service.scoring_pool``); a
+    message it cannot finish gets the policy's ``over_budget_action`` instead
+    of a probability. Without one (``spamgate classify`` in process,
+    ``policy explain``) it runs in this thread, unbounded.
+    """
     size = len(request.message)
     if size == 0:
         raise RequestError(ErrorKind.INVALID_ARGUMENT, "message is empty")
@@ -179,23 +189,37 @@ def build_verdict(
     cut: tuple[str, ...] = ()
     model_version = ""
     points: list[dict[str, Any]] = []
+    aborted: ScoringAborted | None = None
     if needs_model:
         try:
             scorer = holder.current()
         except NoModelError as exc:
             raise RequestError(ErrorKind.UNAVAILABLE, "no model loaded yet") from exc
         max_reasons = max(g.settings.max_reasons for g in groups)
-        score = scorer.score(request.message, top_k=max_reasons)
-        probability, reasons, cut, model_version = (
-            score.probability,
-            score.reasons,
-            score.cut,
-            score.model_version,
-        )
-        if GTUBE in request.message:
-            probability, reasons = 1.0, (Reason("GTUBE test string", "rule", 100.0),)
         points = scorer.artifact.operating_points
-    decided = decide_groups(groups, probability, points)
+        try:
+            score = _score(scorer, request.message, max_reasons, time_remaining, pool)
+        except ScoringAborted as exc:
+            aborted = exc
+        else:
+            probability, reasons, cut, model_version = (
+                score.probability,
+                score.reasons,
+                score.cut,
+                score.model_version,
+            )
+        if GTUBE in request.message:
+            probability, reasons, aborted = 1.0, (Reason("GTUBE test string", "rule", 100.0),), None
+            model_version = model_version or scorer.version
+    if aborted is not None:
+        # No probability: the policy's over-budget action decides for every group the model would have.
+        reasons = (Reason(aborted.reason, "limit", 0.0),)
+        cut = (f"{aborted.reason.lower()}: {aborted.detail}",)
+        decided = decide_groups(
+            groups, None, points, fallback=(policy.over_budget_action, f"{aborted.reason}: not scored")
+        )
+    else:
+        decided = decide_groups(groups, probability, points)
     results = tuple(_group_result(g, probability, reasons, model_version) for g in decided)
     top = max(results, key=lambda r: r.action)  # strictest group speaks for the message
     listed = {r.list_decision for r in results}
@@ -209,7 +233,7 @@ def build_verdict(
         reject_text=top.reject_text,
         reasons=reasons[: max((g.settings.max_reasons for g in decided), default=0)],
         model_version=model_version,
-        scanned=needs_model,
+        scanned=needs_model and aborted is None,
         list_decision=listed.pop() if len(listed) == 1 else top.list_decision,
         limits_cut=cut,
         threshold=top.threshold,
@@ -218,6 +242,20 @@ def build_verdict(
         groups=results,
         verdict_id=hashlib.sha256(request.message).hexdigest(),
     )
+
+
+def _score(
+    scorer: Any, raw: bytes, top_k: int, time_remaining: float | None, pool: ScoringPool | None
+) -> Score:
+    if pool is None or scorer.artifact.path is None:
+        result: Score = scorer.score(raw, top_k=top_k)
+        return result
+    try:
+        return pool.score(scorer, raw, top_k, time_remaining)
+    except DeadlinePassed as exc:
+        raise RequestError(ErrorKind.DEADLINE_EXCEEDED, str(exc)) from exc
+    except ScoringBusy as exc:
+        raise RequestError(ErrorKind.RESOURCE_EXHAUSTED, str(exc)) from exc
 
 
 def verdict_dict(v: Verdict) -> dict[str, object]:

@@ -32,6 +32,7 @@ from service.proto_gen import spamgate_pb2 as pb
 from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
 from service.scoring_pool import ScoringPool
+from service.streams import StreamGuard, StreamLimits
 from service.verdict import Envelope, ErrorKind, Request, RequestError, Verdict, build_verdict, verdict_dict
 
 log = logging.getLogger("spamgate.server")
@@ -218,8 +219,9 @@ class Engine:
 class SpamGateServicer(pb_grpc.SpamGateServicer):
     """Thin: protobuf in, ``Engine.classify``, protobuf out."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, streams: StreamGuard | None = None) -> None:
         self.engine = engine
+        self.streams = streams or StreamGuard()
 
     def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> pb.ClassifyResponse:
         try:
@@ -233,17 +235,30 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
     def ClassifyStream(
         self, request_iterator: Iterator[pb.ClassifyRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.ClassifyResponse]:
-        for request in request_iterator:
-            try:
-                yield verdict_to_proto(
-                    self.engine.classify(
-                        request_from_proto(request), "ClassifyStream", context.time_remaining()
+        # An open stream holds an RPC thread even while idle: admitted only within the
+        # quotas, closed by the guard's watchdog when idle or open too long.
+        ticket, refused = self.streams.admit(context)
+        if not ticket:
+            self.engine.metrics.errors.labels(grpc.StatusCode.RESOURCE_EXHAUSTED.name).inc()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+        try:
+            for request in request_iterator:
+                self.streams.touch(ticket)
+                try:
+                    yield verdict_to_proto(
+                        self.engine.classify(
+                            request_from_proto(request), "ClassifyStream", context.time_remaining()
+                        )
                     )
-                )
-            except RequestError as exc:
-                if exc.kind == ErrorKind.DEADLINE_EXCEEDED:
-                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message)
-                yield pb.ClassifyResponse(correlation_id=request.correlation_id, error=exc.message)
+                except RequestError as exc:
+                    if exc.kind == ErrorKind.DEADLINE_EXCEEDED:
+                        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message)
+                    yield pb.ClassifyResponse(correlation_id=request.correlation_id, error=exc.message)
+                self.streams.touch(ticket)
+        except grpc.RpcError:
+            return  # cancelled (by the client, or by the watchdog with its reason): nobody to answer
+        finally:
+            self.streams.release(ticket)
 
     def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
         if not self.engine.holder.loaded:
@@ -311,6 +326,7 @@ class RunningServer:
     metrics_port: int
     watcher: RegistryWatcher | None = None
     pool: ScoringPool | None = None
+    streams: StreamGuard | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -324,6 +340,8 @@ class RunningServer:
         self.set_serving(False)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.streams is not None:
+            self.streams.stop()
         stopped = self.server.stop(grace)
         pool = self.pool
         if pool is not None:
@@ -388,7 +406,11 @@ def start_server(
         options=options,
         maximum_concurrent_rpcs=cfg.server.max_concurrent_rpcs,
     )
-    pb_grpc.add_SpamGateServicer_to_server(SpamGateServicer(engine), server)
+    s = cfg.server
+    streams = StreamGuard(
+        StreamLimits(s.stream_idle_seconds, s.stream_max_seconds, s.max_streams_per_peer, s.stream_cap)
+    )
+    pb_grpc.add_SpamGateServicer_to_server(SpamGateServicer(engine, streams), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -397,6 +419,7 @@ def start_server(
         raise OSError(f"cannot bind {cfg.server.address}:{cfg.server.port}")
     metrics_port = metrics.serve_http(cfg.metrics.address, cfg.metrics.port) if cfg.metrics.port else 0
     running = RunningServer(server, port, health_servicer, engine, metrics_port, pool=engine.pool)
+    running.streams = streams
     running.set_serving(False)
 
     def on_model(scorer: Any) -> None:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
 
-from service.config import ConfigError, load_config
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.client import SpamGateClient
+from service.config import ConfigError, load_config, with_server
 from service.feedback import RecentMessages
+from service.proto_gen import spamgate_pb2 as pb
+from service.registry import ModelHolder
+from service.server import RunningServer, start_server
+from service.streams import peer_host
+from tests.mail import make
 
 
 def test_recent_verdicts_bounded_by_bytes_oldest_first() -> None:
@@ -53,3 +67,133 @@ def test_new_config_keys_defaults_and_validation() -> None:
     text = "\n".join(e.value.errors)
     for key in ("max_streams", "stream_idle_seconds", "max_streams_per_peer", "recent_verdict_bytes"):
         assert key in text
+
+
+def test_peer_host_strips_the_port() -> None:
+    assert peer_host("ipv4:127.0.0.1:51444") == "127.0.0.1"
+    assert peer_host("ipv6:[::1]:51444") == "::1"
+    assert peer_host("ipv6:%5B2001:db8::7%5D:443") == "2001:db8::7"
+    assert peer_host("unix:/run/spamgate.sock") == "unix:/run/spamgate.sock"
+    assert peer_host("unix:") == "unix:"
+
+
+@contextlib.contextmanager
+def _server(**server: object) -> Iterator[tuple[RunningServer, SpamGateClient]]:
+    cfg = with_server(load_config(None, {"metrics": {"port": 0}}), port=0, **server)
+    holder = ModelHolder()
+    running = start_server(cfg, holder)
+    holder.load(cfg.model_path)
+    try:
+        with SpamGateClient(f"127.0.0.1:{running.port}", timeout=5) as c:
+            yield running, c
+    finally:
+        running.stop(0).wait()
+
+
+class _Stream:
+    """A ClassifyStream whose requests the test sends one by one (it idles in between)."""
+
+    def __init__(self, client: SpamGateClient) -> None:
+        self.q: queue.Queue[pb.ClassifyRequest | None] = queue.Queue()
+        self.call = client.stub.ClassifyStream(self._requests(), timeout=60)
+        self.done = threading.Event()
+        self.call.add_done_callback(lambda *_: self.done.set())
+
+    def _requests(self) -> Iterator[pb.ClassifyRequest]:
+        while (item := self.q.get()) is not None:
+            yield item
+
+    def ask(self, cid: str) -> pb.ClassifyResponse:
+        self.q.put(pb.ClassifyRequest(message=make(), correlation_id=cid))
+        return next(self.call)
+
+    def error(self, timeout: float) -> grpc.RpcError:
+        assert self.done.wait(timeout), "stream still open"
+        with pytest.raises(grpc.RpcError) as e:
+            next(self.call)
+        return e.value
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.call.cancel()
+
+
+def _until(cond: Callable[[], bool], timeout: float = 10, wait: bool = False) -> None:
+    """Poll until ``cond``; after ``timeout`` fail, or with ``wait`` just go on."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            assert wait, "condition not reached"
+            return
+        time.sleep(0.02)
+
+
+def test_idle_streams_leave_threads_for_classify_and_health() -> None:
+    with _server(workers=8, max_streams_per_peer=16) as (running, c):
+        health_stub = health_pb2_grpc.HealthStub(c.channel)
+        c.classify(make())  # warm
+        streams = [_Stream(c) for _ in range(16)]
+        try:
+            guard = running.streams
+            assert guard is not None
+            # every stream has reached a handler (admitted or refused), or the pool is full
+            _until(lambda: guard.open_count() + sum(s.done.is_set() for s in streams) >= 16, 3, wait=True)
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                ok = health_stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                assert ok.status == health_pb2.HealthCheckResponse.SERVING
+                assert c.classify(make(), timeout=2).model_version
+                times.append(time.perf_counter() - t0)
+            assert sorted(times)[2] < 0.1, times
+            assert guard.open_count() == 4
+            refused = [s.error(1) for s in streams if s.done.is_set()]
+            assert len(refused) == 12
+            assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert "max_streams = 4" in (refused[0].details() or "")
+        finally:
+            for s in streams:
+                s.close()
+
+
+def test_streams_over_the_per_peer_quota_are_refused() -> None:
+    with _server(max_streams_per_peer=2) as (running, c):
+        a, b = _Stream(c), _Stream(c)
+        assert a.ask("a").correlation_id == "a" and b.ask("b").correlation_id == "b"
+        t0 = time.perf_counter()
+        third = _Stream(c).error(5)
+        assert third.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_streams_per_peer = 2" in (third.details() or "")
+        assert time.perf_counter() - t0 < 2  # refused at once, not after a wait
+        a.close()
+        _until(lambda: running.streams is not None and running.streams.open_count() == 1)
+        d = _Stream(c)
+        assert d.ask("d").correlation_id == "d"  # a freed slot is reusable
+        b.close()
+        d.close()
+
+
+def test_idle_stream_is_closed_after_stream_idle_seconds() -> None:
+    with _server(stream_idle_seconds=0.5) as (running, c):
+        s = _Stream(c)
+        assert s.ask("x").correlation_id == "x"
+        t0 = time.perf_counter()
+        err = s.error(10)
+        assert err.code() == grpc.StatusCode.UNAVAILABLE and "stream_idle_seconds" in (err.details() or "")
+        assert 0.4 < time.perf_counter() - t0 < 3
+        _until(lambda: running.streams is not None and running.streams.open_count() == 0)
+        s.close()
+
+
+def test_busy_stream_is_closed_after_stream_max_seconds() -> None:
+    with _server(stream_idle_seconds=30, stream_max_seconds=1.0) as (_running, c):
+        s = _Stream(c)
+        t0 = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as e:
+            for i in range(200):
+                s.ask(f"m{i}")
+                time.sleep(0.05)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "stream_max_seconds" in (e.value.details() or "")
+        assert 0.9 < time.perf_counter() - t0 < 5
+        s.close()

@@ -108,9 +108,6 @@ class ModelRef:
             raise ValueError("the model has no folder on disk; score in-process instead")
         return cls(str(art.path), art.version, art.features.limits.as_dict())
 
-    def key(self) -> str:
-        return json.dumps([self.path, self.version, self.limits], sort_keys=True)
-
 
 def _load_scorer(ref: dict[str, Any]) -> Scorer:
     from model.artifact import load_artifact
@@ -151,25 +148,26 @@ def worker_main(conn: Connection, init: Callable[[], None] | None) -> None:
     if init is not None:
         init()
     scorer: Scorer | None = None
-    loaded_key = ""
+    loaded_key = b""
     conn.send_bytes(json.dumps({"ready": True, "cpu": time.process_time()}).encode())
     while True:
         try:
-            header = json.loads(conn.recv_bytes())
-            raw = conn.recv_bytes()
+            job = conn.recv_bytes()
         except (EOFError, OSError):
             return
         out: dict[str, Any]
         try:
-            key = json.dumps(header["model"], sort_keys=True)
+            # One frame per job (one pipe write): top_k, a line of JSON naming the model, the message.
+            first = job.index(b"\n")
+            second = job.index(b"\n", first + 1)
+            top_k, key, raw = int(job[:first]), job[first + 1 : second], job[second + 1 :]
             if scorer is None or key != loaded_key:
-                scorer, loaded_key = None, ""
-                m = header["model"]
-                scorer = _load_scorer({"path": m[0], "version": m[1], "limits": m[2]})
+                scorer, loaded_key = None, b""
+                scorer = _load_scorer(json.loads(key))
                 loaded_key = key
                 # Loading is not this message's cost: tell the parent to restart its CPU count.
                 conn.send_bytes(json.dumps({"loaded": True, "cpu": time.process_time()}).encode())
-            out = {"ok": True, **_score_dict(scorer.score(raw, top_k=int(header["top_k"])))}
+            out = {"ok": True, **_score_dict(scorer.score(raw, top_k=top_k))}
         except Exception as exc:  # a best-effort answer for the parent, which decides
             out = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         out["cpu"] = time.process_time()
@@ -242,6 +240,7 @@ class ScoringPool:
         self._closed = False
         self.killed = 0  # workers killed over budget (for metrics and tests)
         self.on_kill: list[Callable[[str], None]] = []
+        self._headers: dict[tuple[int, int], tuple[Scorer, bytes]] = {}
         # Started off the caller's thread (forking from the fork server and importing there takes
         # ~1 s on this VM): the server binds and answers Health at once, and a request that comes
         # before the first worker is up waits for it within its deadline.
@@ -334,7 +333,6 @@ class ScoringPool:
         """
         if self._closed:
             raise ScoringBusy("the scoring pool is closed")
-        ref = ModelRef.of(scorer)
         start = time.monotonic()
         deadline = start + time_remaining if time_remaining is not None else None
         wait = self.queue_seconds if deadline is None else max(0.0, deadline - start)
@@ -346,14 +344,25 @@ class ScoringPool:
             raise ScoringBusy(f"no scoring worker free within {wait:g} s") from None
         # The parser reads at most max_bytes; one more byte tells it the message was longer.
         body = raw[: scorer.artifact.features.limits.max_bytes + 1]
-        header = json.dumps({"model": [ref.path, ref.version, ref.limits], "top_k": top_k}).encode()
         try:
-            worker.conn.send_bytes(header)
-            worker.conn.send_bytes(body)
+            worker.conn.send_bytes(self._header(scorer, top_k) + body)
         except OSError:
             self._replace(worker)
             raise ScoringAborted("SCORER_FAILED", "the scoring worker was gone") from None
         return self._await(worker, deadline, time.monotonic())
+
+    def _header(self, scorer: Scorer, top_k: int) -> bytes:
+        """The job header for a model and ``top_k``, built once per pair (it is the same every time)."""
+        key = (id(scorer), top_k)
+        cached = self._headers.get(key)
+        if cached is None or cached[0] is not scorer:
+            ref = ModelRef.of(scorer)
+            model = json.dumps({"path": ref.path, "version": ref.version, "limits": ref.limits})
+            cached = (scorer, f"{int(top_k)}\n{model}\n".encode())
+            if len(self._headers) > 64:
+                self._headers.clear()
+            self._headers[key] = cached
+        return cached[1]
 
     def _await(self, worker: _Worker, deadline: float | None, begun: float) -> Score:
         wall_cap = begun + WALL_FACTOR * self.budget + 1.0

@@ -47,8 +47,47 @@ _CODES = {
 }
 
 
+# Every request field is capped where it enters (INVALID_ARGUMENT naming the field and
+# its limit), before any work: the cut-offs are generous for real mail (RFC 5321 paths
+# are at most 256 octets, Postfix accepts 1,000 recipients per message by default) and
+# keep what one request can make the server hold, log and answer small.
+FIELD_LIMITS = {
+    "correlation_id": 256,
+    "policy": 128,
+    "envelope.client_ip": 64,
+    "envelope.helo": 512,
+    "envelope.mail_from": 512,
+    "envelope.rcpt_to[]": 512,
+    "reporter": 256,
+    "verdict_id": 64,  # a sha256 in hex
+}
+MAX_RECIPIENTS = 1000
+
+
+def check_field(name: str, value: str) -> None:
+    """Raise INVALID_ARGUMENT if ``value`` is longer than ``FIELD_LIMITS[name]``."""
+    limit = FIELD_LIMITS[name.split("[")[0] + "[]" if "[" in name else name]
+    if len(value) > limit:
+        raise RequestError(
+            ErrorKind.INVALID_ARGUMENT, f"{name} is {len(value)} characters, above the limit of {limit}"
+        )
+
+
 def request_from_proto(req: pb.ClassifyRequest) -> Request:
+    """The plain request, after checking every field against its cap."""
     e = req.envelope
+    check_field("correlation_id", req.correlation_id)
+    check_field("policy", req.policy)
+    check_field("envelope.client_ip", e.client_ip)
+    check_field("envelope.helo", e.helo)
+    check_field("envelope.mail_from", e.mail_from)
+    if len(e.rcpt_to) > MAX_RECIPIENTS:
+        raise RequestError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"envelope.rcpt_to has {len(e.rcpt_to)} recipients, above the limit of {MAX_RECIPIENTS}",
+        )
+    for i, rcpt in enumerate(e.rcpt_to):
+        check_field(f"envelope.rcpt_to[{i}]", rcpt)
     return Request(
         message=req.message,
         envelope=Envelope(e.client_ip, e.helo, e.mail_from, tuple(e.rcpt_to)),
@@ -253,7 +292,9 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                 except RequestError as exc:
                     if exc.kind == ErrorKind.DEADLINE_EXCEEDED:
                         context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message)
-                    yield pb.ClassifyResponse(correlation_id=request.correlation_id, error=exc.message)
+                    cid = request.correlation_id  # echoed only within its cap
+                    cid = cid if len(cid) <= FIELD_LIMITS["correlation_id"] else ""
+                    yield pb.ClassifyResponse(correlation_id=cid, error=exc.message)
                 self.streams.touch(ticket)
         except grpc.RpcError:
             return  # cancelled (by the client, or by the watchdog with its reason): nobody to answer
@@ -282,6 +323,11 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "label must be FEEDBACK_LABEL_SPAM or FEEDBACK_LABEL_HAM"
             )
+        try:
+            check_field("reporter", request.reporter)
+            check_field("verdict_id", request.verdict_id)
+        except RequestError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         raw, verdict = request.message, {}
         if not raw:
             if not request.verdict_id:
@@ -296,7 +342,7 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"message is {len(raw)} bytes, above the limit of {self.engine.max_message_bytes} bytes",
             )
-        stored = store.add(raw, labels[request.label], request.reporter[:200], verdict)
+        stored = store.add(raw, labels[request.label], request.reporter, verdict)
         return pb.FeedbackResponse(
             message_sha256=stored.sha256, duplicate=stored.duplicate, stored_messages=store.count()
         )

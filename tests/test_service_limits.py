@@ -17,7 +17,7 @@ from service.config import ConfigError, load_config, with_server
 from service.feedback import RecentMessages
 from service.proto_gen import spamgate_pb2 as pb
 from service.registry import ModelHolder
-from service.server import RunningServer, start_server
+from service.server import FIELD_LIMITS, MAX_RECIPIENTS, RunningServer, start_server
 from service.streams import peer_host
 from tests.mail import make
 
@@ -197,3 +197,113 @@ def test_busy_stream_is_closed_after_stream_max_seconds() -> None:
         assert "stream_max_seconds" in (e.value.details() or "")
         assert 0.9 < time.perf_counter() - t0 < 5
         s.close()
+
+
+@pytest.fixture(scope="module")
+def fb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, SpamGateClient]]:
+    db = tmp_path_factory.mktemp("feedback") / "feedback.db"
+    cfg = with_server(load_config(None, {"metrics": {"port": 0}, "feedback": {"db": str(db)}}), port=0)
+    holder = ModelHolder()
+    running = start_server(cfg, holder)
+    holder.load(cfg.model_path)
+    with SpamGateClient(f"127.0.0.1:{running.port}", timeout=10) as c:
+        yield running, c
+    running.stop(0).wait()
+
+
+def _classify_error(c: SpamGateClient, **fields: object) -> grpc.RpcError:
+    env = {k: fields.pop(k) for k in ("client_ip", "helo", "mail_from", "rcpt_to") if k in fields}
+    req = pb.ClassifyRequest(message=make(), envelope=pb.Envelope(**env), **fields)  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as e:
+        c.stub.Classify(req, timeout=10)
+    return e.value
+
+
+@pytest.mark.parametrize(
+    ("field", "kwarg"),
+    [
+        ("correlation_id", "correlation_id"),
+        ("policy", "policy"),
+        ("envelope.client_ip", "client_ip"),
+        ("envelope.helo", "helo"),
+        ("envelope.mail_from", "mail_from"),
+    ],
+)
+def test_oversize_request_field_is_invalid_argument(
+    fb_server: tuple[RunningServer, SpamGateClient], field: str, kwarg: str
+) -> None:
+    _, c = fb_server
+    limit = FIELD_LIMITS[field]
+    err = _classify_error(c, **{kwarg: "x" * (limit + 1)})
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{field} is {limit + 1} characters, above the limit of {limit}" == err.details()
+
+
+def test_fields_at_their_caps_are_accepted(fb_server: tuple[RunningServer, SpamGateClient]) -> None:
+    _, c = fb_server
+    limit = FIELD_LIMITS
+    rcpts = [("r" * (limit["envelope.rcpt_to[]"] - 12)) + f"{i:04d}@example" for i in range(MAX_RECIPIENTS)]
+    assert all(len(r) == limit["envelope.rcpt_to[]"] for r in rcpts)
+    req = pb.ClassifyRequest(
+        message=make(),
+        correlation_id="c" * limit["correlation_id"],
+        envelope=pb.Envelope(
+            client_ip="192.0.2.1",
+            helo="h" * limit["envelope.helo"],
+            mail_from="m" * limit["envelope.mail_from"],
+            rcpt_to=rcpts,
+        ),
+    )
+    r = c.stub.Classify(req, timeout=30)
+    assert r.correlation_id == req.correlation_id and r.model_version
+    assert r.ByteSize() < 16 * 1024 * 1024 // 8  # the largest allowed request has a modest answer
+
+
+def test_too_many_or_too_long_recipients_are_invalid_argument(
+    fb_server: tuple[RunningServer, SpamGateClient],
+) -> None:
+    running, c = fb_server
+    before = running.engine.metrics.requests.labels("Classify")._value.get()
+    err = _classify_error(c, rcpt_to=[f"u{i}@example.net" for i in range(MAX_RECIPIENTS + 1)])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == f"envelope.rcpt_to has {MAX_RECIPIENTS + 1} recipients, above the limit of 1000"
+    assert running.engine.metrics.requests.labels("Classify")._value.get() == before  # refused before scoring
+    long = "a" * 600 + "@example.net"
+    err = _classify_error(c, rcpt_to=["ok@example.net", long])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == f"envelope.rcpt_to[1] is {len(long)} characters, above the limit of 512"
+
+
+def test_stream_refuses_oversize_fields_per_message_without_echoing_them(
+    fb_server: tuple[RunningServer, SpamGateClient],
+) -> None:
+    _, c = fb_server
+    huge = "z" * 100_000
+    out = list(
+        c.classify_stream(
+            [
+                pb.ClassifyRequest(message=make(), correlation_id=huge),
+                pb.ClassifyRequest(message=make(), correlation_id="fine"),
+            ],
+            timeout=30,
+        )
+    )
+    assert out[0].correlation_id == "" and "correlation_id is 100000 characters" in out[0].error
+    assert out[1].correlation_id == "fine" and not out[1].error
+
+
+@pytest.mark.parametrize("field", ["reporter", "verdict_id"])
+def test_oversize_feedback_field_is_invalid_argument(
+    fb_server: tuple[RunningServer, SpamGateClient], field: str
+) -> None:
+    _, c = fb_server
+    limit = FIELD_LIMITS[field]
+    req = pb.FeedbackRequest(label=pb.FEEDBACK_LABEL_SPAM, **{field: "f" * (limit + 1)})  # type: ignore[arg-type]
+    if field == "reporter":
+        req.message = make()
+    with pytest.raises(grpc.RpcError) as e:
+        c.stub.ReportFeedback(req, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == f"{field} is {limit + 1} characters, above the limit of {limit}"
+    req = pb.FeedbackRequest(label=pb.FEEDBACK_LABEL_SPAM, message=make({"Subject": "r"}), reporter="r" * 256)
+    assert c.stub.ReportFeedback(req, timeout=10).message_sha256

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import queue
 import threading
 import time
@@ -15,10 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.client import SpamGateClient
 from service.config import ConfigError, load_config, with_server
 from service.feedback import RecentMessages
+from service.logs import MAX_FIELD_CHARS, JsonFormatter, TextFormatter
 from service.proto_gen import spamgate_pb2 as pb
 from service.registry import ModelHolder
 from service.server import FIELD_LIMITS, MAX_RECIPIENTS, RunningServer, start_server
 from service.streams import peer_host
+from service.verdict import Request
 from tests.mail import make
 
 
@@ -307,3 +311,39 @@ def test_oversize_feedback_field_is_invalid_argument(
     assert e.value.details() == f"{field} is {limit + 1} characters, above the limit of {limit}"
     req = pb.FeedbackRequest(label=pb.FEEDBACK_LABEL_SPAM, message=make({"Subject": "r"}), reporter="r" * 256)
     assert c.stub.ReportFeedback(req, timeout=10).message_sha256
+
+
+def _record(msg: str, **extra: object) -> logging.LogRecord:
+    rec = logging.makeLogRecord({"name": "spamgate.test", "levelname": "INFO", "msg": msg})
+    rec.__dict__.update(extra)
+    return rec
+
+
+def test_log_lines_are_capped() -> None:
+    huge = "c" * (17 * 1024 * 1024)
+    line = JsonFormatter().format(
+        _record("verdict " + huge, correlation_id=huge, rcpt=["r" * 50] * 100, bytes=123, p=0.5)
+    )
+    assert len(line) < 5 * MAX_FIELD_CHARS
+    out = json.loads(line)
+    assert out["correlation_id"] == "c" * MAX_FIELD_CHARS + f"…[{len(huge) - MAX_FIELD_CHARS} more chars]"
+    assert out["msg"].endswith("more chars]") and out["msg"].startswith("verdict ccc")
+    assert out["rcpt"].startswith('["rrr') and out["rcpt"].endswith("more chars]")  # a long list, as text
+    assert (out["bytes"], out["p"]) == (123, 0.5)  # short values untouched, numbers stay numbers
+    short = json.loads(JsonFormatter().format(_record("ok", correlation_id="q1", rcpt=["a@b"])))
+    assert (short["msg"], short["correlation_id"], short["rcpt"]) == ("ok", "q1", ["a@b"])
+    text = TextFormatter().format(_record(huge))
+    assert len(text) < 2 * MAX_FIELD_CHARS and text.endswith("more chars]")
+
+
+def test_verdict_log_line_with_huge_correlation_id_in_process(caplog: pytest.LogCaptureFixture) -> None:
+    from service.policy_file import PolicyHolder
+    from service.server import Engine
+
+    holder = ModelHolder()
+    holder.load(load_config(None).model_path)
+    engine = Engine(holder, PolicyHolder(None), 1 << 20)
+    with caplog.at_level(logging.INFO, logger="spamgate.server"):
+        engine.classify(Request(message=make(), correlation_id="k" * 2_000_000), "test")
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.getMessage() == "verdict"]
+    assert lines and all(len(line) < 5 * MAX_FIELD_CHARS for line in lines)

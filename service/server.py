@@ -206,7 +206,9 @@ class Engine:
         self.max_message_bytes = max_message_bytes
         self.metrics = metrics or ServiceMetrics()
         self.feedback = feedback
-        self.recent = recent or RecentMessages(0)
+        # Not ``recent or …``: an empty cache has len 0 and is falsy, and was silently
+        # replaced by a capacity-0 one (every report by verdict_id then got NOT_FOUND).
+        self.recent = recent if recent is not None else RecentMessages(0)
         self.watcher = watcher
         self.pool = pool
 

@@ -1,6 +1,6 @@
 """Day-0 check on the hand-written multilingual set: bundled model, default policy.
 
-    python bench/multilingual.py [--model DIR] [--out bench/results/multilingual.json]
+    python bench/multilingual.py [--model DIR] [--data DATA] [--out bench/results/multilingual.json]
 
 Scores every message under tests/multilingual/{ham,spam}/<lang>/ exactly as
 the service would on a fresh install: the bundled model (or ``--model``)
@@ -11,6 +11,11 @@ action above DELIVER), mean p of ham and of spam, then every ham message
 that was not delivered with its p and strongest reasons. Writes the
 per-message figures to bench/results/multilingual.json. Nothing is tuned
 here; this is the measurement issue 14 starts from.
+
+It also counts the out-of-distribution flag (``ClassifyResponse.unfamiliar``,
+``model.familiarity``) per language, and, with ``--data``, on the ham of the
+shared corpora (S1's and S2's test halves, and up to 3,000 ham of each other
+corpus), where it should almost never fire.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ def score_all(holder: ModelHolder) -> list[dict[str, Any]]:
                 "p": round(v.spam_probability, 6),
                 "action": v.action.name,
                 "threshold": v.threshold,
+                "unfamiliar": v.unfamiliar,
                 "reasons": [[r.name, round(r.contribution, 3)] for r in v.reasons[:5]],
             }
         )
@@ -80,6 +86,7 @@ def summarise(records: list[dict[str, Any]], langs: dict[str, tuple[str, str, st
                 "ham_tagged": sum(r["action"] == "TAG" for r in ham),
                 "ham_rerouted_or_worse": len(worse),
                 "ham_mean_p": sum(r["p"] for r in ham) / len(ham) if ham else None,
+                "ham_unfamiliar": sum(r["unfamiliar"] for r in ham),
                 "spam": len(spam),
                 "spam_caught": sum(r["action"] != "DELIVER" for r in spam),
                 "spam_mean_p": sum(r["p"] for r in spam) / len(spam) if spam else None,
@@ -95,14 +102,14 @@ def render(rows: list[dict[str, Any]], records: list[dict[str, Any]], thresholds
     lines = [
         thresholds,
         "",
-        "| language | script | ham | delivered | tagged | rerouted+ | ham mean p "
+        "| language | script | ham | delivered | tagged | rerouted+ | ham mean p | ham flagged unfamiliar "
         "| spam | caught | spam mean p |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['lang']} | {r['script']} | {r['ham']} | {r['ham_delivered']} | {r['ham_tagged']} | "
-            f"{r['ham_rerouted_or_worse']} | {f(r['ham_mean_p'])} | {r['spam']} | "
+            f"{r['ham_rerouted_or_worse']} | {f(r['ham_mean_p'])} | {r['ham_unfamiliar']} | {r['spam']} | "
             f"{r['spam_caught'] if r['spam'] else '-'} | {f(r['spam_mean_p'])} |"
         )
     lines += ["", "Ham not delivered:", ""]
@@ -117,10 +124,25 @@ def render(rows: list[dict[str, Any]], records: list[dict[str, Any]], thresholds
     return "\n".join(lines)
 
 
+def shared_ham_flags(scorer: Any, data: Path) -> dict[str, tuple[int, int]]:
+    """(ham, flagged unfamiliar) for S1's and S2's test halves and up to 3,000 ham of other corpora."""
+    from bench.common import peer_split
+    from training.corpora import read_corpus
+
+    sets: dict[str, list[bytes]] = {}
+    for split in ("S1", "S2"):
+        sets[f"{split} test"] = [m.raw for m in peer_split(split, data).test if m.label == 0]
+    for corpus in ("lingspam", "csdmc2010", "enron_spam"):
+        if (data / corpus).is_dir():
+            sets[corpus] = [m.raw for m in read_corpus(data / corpus, "dir") if m.label == 0][:3000]
+    return {k: (len(v), sum(bool(scorer.score(r, top_k=0).unfamiliar) for r in v)) for k, v in sets.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=bundled_model_path())
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "multilingual.json")
+    ap.add_argument("--data", type=Path, help="unpacked shared corpora: also count the flag on their ham")
     args = ap.parse_args(argv)
     langs = _lang_info()
     holder = ModelHolder()
@@ -133,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(records, langs)
     print(f"model {scorer.version}")
     print(render(rows, records, thresholds))
+    shared = shared_ham_flags(scorer, args.data) if args.data else {}
+    for name, (n, flagged) in shared.items():
+        print(f"shared ham {name}: {flagged} of {n} flagged unfamiliar ({100 * flagged / max(n, 1):.2f}%)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -141,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 "policy": "builtin balanced",
                 "thresholds": {a.name: p for a, p, _ in resolved},
                 "summary": rows,
+                "shared_ham_unfamiliar": {k: {"ham": n, "flagged": f} for k, (n, f) in shared.items()},
                 "messages": records,
             },
             indent=1,

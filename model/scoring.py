@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from model.artifact import Artifact
+from model.familiarity import FamiliarityCheck
 from model.features import FeatureExtractor, RowParts
 from model.heuristics import HEURISTIC_NAMES
 
@@ -36,6 +37,10 @@ class Score:
     reasons: tuple[Reason, ...]
     cut: tuple[str, ...]
     model_version: str
+    # Out of distribution (``model.familiarity``): most of the message's tokens were never in
+    # the training mail; the probability then rests on little and the policy caps the action.
+    unfamiliar: str = ""  # "" or UNFAMILIAR_LANGUAGE / OUT_OF_DISTRIBUTION
+    unseen_share: float = 0.0
 
 
 class Scorer:
@@ -45,6 +50,7 @@ class Scorer:
         self.artifact = artifact
         self.extractor = FeatureExtractor(artifact.features)
         self._n_hash = artifact.features.n_hash
+        self.familiarity = FamiliarityCheck(artifact.model.coef, self._n_hash)
 
     @property
     def version(self) -> str:
@@ -63,7 +69,8 @@ class Scorer:
         margin = float(model.margin(row)[0])
         prob = float(model.calibration.probability(np.array([margin]))[0])
         reasons = self._reasons(row, parts, top_k) if top_k > 0 else ()
-        return Score(prob, margin, reasons, tuple(view.cut), self.version)
+        fam = self.familiarity.check(parts.token_cols, view.all_text)
+        return Score(prob, margin, reasons, tuple(view.cut), self.version, fam.reason, fam.unseen_share)
 
     def _reasons(self, row: Any, parts: RowParts, top_k: int) -> tuple[Reason, ...]:
         coef = self.artifact.model.coef

@@ -126,11 +126,14 @@ def decide_groups(
     probability: float | None,
     model_points: list[dict[str, Any]],
     fallback: tuple[Action, str] | None = None,
+    cap: tuple[Action, str] | None = None,
 ) -> list[GroupVerdict]:
     """Each group's action: its list decision, or its thresholds applied to the probability.
 
     ``fallback`` (action, label) stands in for the thresholds when the model
-    could not give a probability (a message over the CPU budget).
+    could not give a probability (a message over the CPU budget). ``cap``
+    (action, why) limits what the thresholds may do (unfamiliar mail); list
+    decisions are never capped: the admin asked for them by name.
     """
     out = []
     for g in groups:
@@ -142,6 +145,8 @@ def decide_groups(
             continue
         assert probability is not None, "a model-decided group needs a probability"
         action, threshold = g.settings.decide(probability, model_points)
+        if cap is not None and action > cap[0]:
+            action, threshold = cap[0], f"{cap[0].name.lower()}: {cap[1]} (thresholds said {threshold})"
         out.append(GroupVerdict(g.recipients, g.policy, action, threshold, "", g.settings))
     return out
 

@@ -38,6 +38,11 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        self.unfamiliar = Counter(
+            "spamgate_unfamiliar",
+            "Verdicts on messages mostly unlike the training mail (ClassifyResponse.unfamiliar)",
+            registry=r,
+        )
         self.model = Info("spamgate_model", "The active model", registry=r)
         # The same as a gauge, which prometheus-client also aggregates across worker
         # processes (serve --processes N); Info metrics are single-process only.

@@ -184,6 +184,12 @@ class Policy:
     # scores in ~1 ms, the budget is 500 ms) and often built to hurt a filter, yet a false alarm
     # must stay recoverable by the recipient.
     over_budget_action: Action = Action.TAG
+    # The most a message the model finds unfamiliar (model.familiarity: mostly tokens no training
+    # message had, e.g. a language the training mail lacked) may get from the thresholds: its
+    # probability rests on header layout and a few heuristics, and on the multilingual set
+    # (bench/multilingual.py) that put ordinary mail over REROUTE. TAG keeps it visible and
+    # recoverable; lists still decide as configured.
+    unfamiliar_max_action: Action = Action.TAG
     trusted_authserv_ids: frozenset[str] = frozenset()
 
     def section_for(self, recipient: str) -> tuple[str, Settings]:

@@ -42,6 +42,7 @@ _TOP_KEYS = {
     "sensitivity",
     "block_action",
     "over_budget_action",
+    "unfamiliar_max_action",
     "trusted_authserv_ids",
     "thresholds",
     "actions",
@@ -208,6 +209,14 @@ def _list(raw: Any, where: str, base_dir: Path, err: _Errors, digest: Any) -> Ad
     return out
 
 
+def _action_key(raw: dict[str, Any], key: str, default: Action, err: _Errors) -> Action:
+    value = raw.get(key, default.name)
+    if isinstance(value, str) and value.upper() in Action.__members__:
+        return Action[value.upper()]
+    err.add(key, f"must be one of DELIVER, TAG, REROUTE, REJECT, DELETE, got {value!r}")
+    return default
+
+
 def parse_policy(path: Path) -> Policy:
     """Read and validate a policy file and its list files; raise ``PolicyError`` listing every problem."""
     path = Path(path)
@@ -233,14 +242,8 @@ def parse_policy(path: Path) -> Policy:
         block_action = Action[ba.upper()]
     else:
         err.add("block_action", f"must be one of DELETE, REJECT, REROUTE, TAG, got {ba!r}")
-    over_budget_action = Action.TAG
-    oba = raw.get("over_budget_action", "TAG")
-    if isinstance(oba, str) and oba.upper() in Action.__members__:
-        over_budget_action = Action[oba.upper()]
-    else:
-        err.add(
-            "over_budget_action", f"must be one of DELIVER, TAG, REROUTE, REJECT, DELETE, got {oba!r}"
-        )
+    over_budget_action = _action_key(raw, "over_budget_action", Action.TAG, err)
+    unfamiliar_max_action = _action_key(raw, "unfamiliar_max_action", Action.TAG, err)
     trusted = raw.get("trusted_authserv_ids", [])
     if not isinstance(trusted, list) or not all(isinstance(t, str) and t for t in trusted):
         err.add("trusted_authserv_ids", "must be a list of host names")
@@ -290,6 +293,7 @@ def parse_policy(path: Path) -> Policy:
         block=block,
         block_action=block_action,
         over_budget_action=over_budget_action,
+        unfamiliar_max_action=unfamiliar_max_action,
         trusted_authserv_ids=frozenset(t.lower() for t in trusted),
     )
 

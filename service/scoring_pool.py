@@ -129,6 +129,8 @@ def _score_dict(score: Score) -> dict[str, Any]:
         "reasons": [[r.name, r.kind, r.contribution] for r in score.reasons],
         "cut": list(score.cut),
         "version": score.model_version,
+        "unfamiliar": score.unfamiliar,
+        "unseen": score.unseen_share,
     }
 
 
@@ -139,6 +141,8 @@ def _score_from(d: dict[str, Any]) -> Score:
         reasons=tuple(Reason(str(n), str(k), float(c)) for n, k, c in d["reasons"]),
         cut=tuple(str(c) for c in d["cut"]),
         model_version=str(d["version"]),
+        unfamiliar=str(d.get("unfamiliar", "")),
+        unseen_share=float(d.get("unseen", 0.0)),
     )
 
 

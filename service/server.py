@@ -128,6 +128,7 @@ def verdict_to_proto(v: Verdict) -> pb.ClassifyResponse:
         ],
         policy_version=v.policy_version,
         verdict_id=v.verdict_id,
+        unfamiliar=v.unfamiliar,
     )
 
 
@@ -231,6 +232,8 @@ class Engine:
             raise RequestError(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}") from exc
         m.latency.observe(time.perf_counter() - start)
         m.verdicts.labels(verdict.action.name).inc()
+        if verdict.unfamiliar:
+            m.unfamiliar.inc()
         for reason in verdict.reasons:
             if reason.kind == "limit":
                 m.aborted.labels(reason.name).inc()

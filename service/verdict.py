@@ -99,6 +99,7 @@ class Verdict:
     policy_version: str = ""
     groups: tuple[GroupResult, ...] = ()
     verdict_id: str = ""
+    unfamiliar: bool = False  # most of the message was never in the training mail (model.familiarity)
 
 
 def _headers(
@@ -190,6 +191,7 @@ def build_verdict(
     model_version = ""
     points: list[dict[str, Any]] = []
     aborted: ScoringAborted | None = None
+    unfamiliar = ""
     if needs_model:
         try:
             scorer = holder.current()
@@ -208,8 +210,12 @@ def build_verdict(
                 score.cut,
                 score.model_version,
             )
+            unfamiliar = score.unfamiliar
+            if unfamiliar:
+                reasons = (Reason(unfamiliar, "familiarity", 0.0), *reasons)
         if GTUBE in request.message:
             probability, reasons, aborted = 1.0, (Reason("GTUBE test string", "rule", 100.0),), None
+            unfamiliar = ""
             model_version = model_version or scorer.version
     if aborted is not None:
         # No probability: the policy's over-budget action decides for every group the model would have.
@@ -219,7 +225,8 @@ def build_verdict(
             groups, None, points, fallback=(policy.over_budget_action, f"{aborted.reason}: not scored")
         )
     else:
-        decided = decide_groups(groups, probability, points)
+        cap = (policy.unfamiliar_max_action, unfamiliar) if unfamiliar else None
+        decided = decide_groups(groups, probability, points, cap=cap)
     results = tuple(_group_result(g, probability, reasons, model_version) for g in decided)
     top = max(results, key=lambda r: r.action)  # strictest group speaks for the message
     listed = {r.list_decision for r in results}
@@ -234,6 +241,7 @@ def build_verdict(
         reasons=reasons[: max((g.settings.max_reasons for g in decided), default=0)],
         model_version=model_version,
         scanned=needs_model and aborted is None,
+        unfamiliar=bool(unfamiliar),
         list_decision=listed.pop() if len(listed) == 1 else top.list_decision,
         limits_cut=cut,
         threshold=top.threshold,
@@ -267,6 +275,7 @@ def verdict_dict(v: Verdict) -> dict[str, object]:
         "threshold": v.threshold,
         "model_version": v.model_version,
         "scanned": v.scanned,
+        "unfamiliar": v.unfamiliar,
         "list_decision": v.list_decision,
         "reasons": [
             {"name": r.name, "kind": r.kind, "contribution": round(r.contribution, 4)} for r in v.reasons

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aspamgate/v1/spamgate.proto\x12\x0bspamgate.v1\"O\n\x08\x45nvelope\x12\x11\n\tclient_ip\x18\x01 \x01(\t\x12\x0c\n\x04helo\x18\x02 \x01(\t\x12\x11\n\tmail_from\x18\x03 \x01(\t\x12\x0f\n\x07rcpt_to\x18\x04 \x03(\t\"s\n\x0f\x43lassifyRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12\'\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x15.spamgate.v1.Envelope\x12\x16\n\x0e\x63orrelation_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\":\n\x06Reason\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\xd5\x03\n\x10\x43lassifyResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12\x18\n\x10spam_probability\x18\x02 \x01(\x01\x12#\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x13.spamgate.v1.Action\x12(\n\x0b\x61\x64\x64_headers\x18\x04 \x03(\x0b\x32\x13.spamgate.v1.Header\x12\x13\n\x0bsubject_tag\x18\x05 \x01(\t\x12\x12\n\nreroute_to\x18\x06 \x01(\t\x12$\n\x07reasons\x18\x07 \x03(\x0b\x32\x13.spamgate.v1.Reason\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x0f\n\x07scanned\x18\t \x01(\x08\x12\x15\n\rlist_decision\x18\n \x01(\t\x12\x12\n\nlimits_cut\x18\x0b \x03(\t\x12\x11\n\tthreshold\x18\x0c \x01(\t\x12\x0e\n\x06policy\x18\r \x01(\t\x12\x13\n\x0breject_text\x18\x0e \x01(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\t\x12+\n\x06groups\x18\x10 \x03(\x0b\x32\x1b.spamgate.v1.RecipientGroup\x12\x16\n\x0epolicy_version\x18\x11 \x01(\t\x12\x12\n\nverdict_id\x18\x12 \x01(\t\"s\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12\x12\n\nverdict_id\x18\x02 \x01(\t\x12)\n\x05label\x18\x03 \x01(\x0e\x32\x1a.spamgate.v1.FeedbackLabel\x12\x10\n\x08reporter\x18\x04 \x01(\t\"V\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x16\n\x0emessage_sha256\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x17\n\x0fstored_messages\x18\x03 \x01(\x03\"\'\n\x14\x41\x63tivateModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\xeb\x01\n\x0eRecipientGroup\x12\x12\n\nrecipients\x18\x01 \x03(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12#\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x13.spamgate.v1.Action\x12\x11\n\tthreshold\x18\x04 \x01(\t\x12\x15\n\rlist_decision\x18\x05 \x01(\t\x12(\n\x0b\x61\x64\x64_headers\x18\x06 \x03(\x0b\x32\x13.spamgate.v1.Header\x12\x13\n\x0bsubject_tag\x18\x07 \x01(\t\x12\x12\n\nreroute_to\x18\x08 \x01(\t\x12\x13\n\x0breject_text\x18\t \x01(\t\"\x15\n\x13GetModelInfoRequest\"f\n\x0eOperatingPoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntarget_fpr\x18\x02 \x01(\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0b\n\x03\x66pr\x18\x04 \x01(\x01\x12\x12\n\ncatch_rate\x18\x05 \x01(\x01\"\xa1\x02\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x65\x61ture_version\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\t\x12\x19\n\x11training_messages\x18\x04 \x01(\x03\x12\x0f\n\x07\x63orpora\x18\x05 \x03(\t\x12\x35\n\x10operating_points\x18\x06 \x03(\x0b\x32\x1b.spamgate.v1.OperatingPoint\x12%\n\x1dvalidation_one_minus_roca_pct\x18\x07 \x01(\x01\x12\x1a\n\x12validation_roc_auc\x18\x08 \x01(\x01\x12\x15\n\rmanifest_json\x18\t \x01(\t\x12\x16\n\x0epolicy_version\x18\n \x01(\t\"\x12\n\x10GetPolicyRequest\"\x15\n\x13ReloadPolicyRequest\"q\n\x12\x45\x66\x66\x65\x63tiveThreshold\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12#\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x13.spamgate.v1.Action\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x85\x02\n\nPolicyInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x11\n\tloaded_at\x18\x03 \x01(\t\x12\x10\n\x08reloaded\x18\x04 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\x12\x33\n\nthresholds\x18\x06 \x03(\x0b\x32\x1f.spamgate.v1.EffectiveThreshold\x12:\n\nlist_sizes\x18\x07 \x03(\x0b\x32&.spamgate.v1.PolicyInfo.ListSizesEntry\x1a\x30\n\x0eListSizesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*~\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_DELIVER\x10\x01\x12\x0e\n\nACTION_TAG\x10\x02\x12\x12\n\x0e\x41\x43TION_REROUTE\x10\x03\x12\x11\n\rACTION_REJECT\x10\x04\x12\x11\n\rACTION_DELETE\x10\x05*`\n\rFeedbackLabel\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_LABEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_LABEL_SPAM\x10\x01\x12\x16\n\x12\x46\x45\x45\x44\x42\x41\x43K_LABEL_HAM\x10\x02\x32\x9b\x04\n\x08SpamGate\x12G\n\x08\x43lassify\x12\x1c.spamgate.v1.ClassifyRequest\x1a\x1d.spamgate.v1.ClassifyResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.spamgate.v1.ClassifyRequest\x1a\x1d.spamgate.v1.ClassifyResponse(\x01\x30\x01\x12H\n\x0cGetModelInfo\x12 .spamgate.v1.GetModelInfoRequest\x1a\x16.spamgate.v1.ModelInfo\x12\x43\n\tGetPolicy\x12\x1d.spamgate.v1.GetPolicyRequest\x1a\x17.spamgate.v1.PolicyInfo\x12I\n\x0cReloadPolicy\x12 .spamgate.v1.ReloadPolicyRequest\x1a\x17.spamgate.v1.PolicyInfo\x12M\n\x0eReportFeedback\x12\x1c.spamgate.v1.FeedbackRequest\x1a\x1d.spamgate.v1.FeedbackResponse\x12J\n\rActivateModel\x12!.spamgate.v1.ActivateModelRequest\x1a\x16.spamgate.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aspamgate/v1/spamgate.proto\x12\x0bspamgate.v1\"O\n\x08\x45nvelope\x12\x11\n\tclient_ip\x18\x01 \x01(\t\x12\x0c\n\x04helo\x18\x02 \x01(\t\x12\x11\n\tmail_from\x18\x03 \x01(\t\x12\x0f\n\x07rcpt_to\x18\x04 \x03(\t\"s\n\x0f\x43lassifyRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12\'\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x15.spamgate.v1.Envelope\x12\x16\n\x0e\x63orrelation_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\":\n\x06Reason\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\xe9\x03\n\x10\x43lassifyResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12\x18\n\x10spam_probability\x18\x02 \x01(\x01\x12#\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x13.spamgate.v1.Action\x12(\n\x0b\x61\x64\x64_headers\x18\x04 \x03(\x0b\x32\x13.spamgate.v1.Header\x12\x13\n\x0bsubject_tag\x18\x05 \x01(\t\x12\x12\n\nreroute_to\x18\x06 \x01(\t\x12$\n\x07reasons\x18\x07 \x03(\x0b\x32\x13.spamgate.v1.Reason\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x0f\n\x07scanned\x18\t \x01(\x08\x12\x15\n\rlist_decision\x18\n \x01(\t\x12\x12\n\nlimits_cut\x18\x0b \x03(\t\x12\x11\n\tthreshold\x18\x0c \x01(\t\x12\x0e\n\x06policy\x18\r \x01(\t\x12\x13\n\x0breject_text\x18\x0e \x01(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\t\x12+\n\x06groups\x18\x10 \x03(\x0b\x32\x1b.spamgate.v1.RecipientGroup\x12\x16\n\x0epolicy_version\x18\x11 \x01(\t\x12\x12\n\nverdict_id\x18\x12 \x01(\t\x12\x12\n\nunfamiliar\x18\x13 \x01(\x08\"s\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12\x12\n\nverdict_id\x18\x02 \x01(\t\x12)\n\x05label\x18\x03 \x01(\x0e\x32\x1a.spamgate.v1.FeedbackLabel\x12\x10\n\x08reporter\x18\x04 \x01(\t\"V\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x16\n\x0emessage_sha256\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x17\n\x0fstored_messages\x18\x03 \x01(\x03\"\'\n\x14\x41\x63tivateModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\xeb\x01\n\x0eRecipientGroup\x12\x12\n\nrecipients\x18\x01 \x03(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12#\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x13.spamgate.v1.Action\x12\x11\n\tthreshold\x18\x04 \x01(\t\x12\x15\n\rlist_decision\x18\x05 \x01(\t\x12(\n\x0b\x61\x64\x64_headers\x18\x06 \x03(\x0b\x32\x13.spamgate.v1.Header\x12\x13\n\x0bsubject_tag\x18\x07 \x01(\t\x12\x12\n\nreroute_to\x18\x08 \x01(\t\x12\x13\n\x0breject_text\x18\t \x01(\t\"\x15\n\x13GetModelInfoRequest\"f\n\x0eOperatingPoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntarget_fpr\x18\x02 \x01(\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0b\n\x03\x66pr\x18\x04 \x01(\x01\x12\x12\n\ncatch_rate\x18\x05 \x01(\x01\"\xa1\x02\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x65\x61ture_version\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\t\x12\x19\n\x11training_messages\x18\x04 \x01(\x03\x12\x0f\n\x07\x63orpora\x18\x05 \x03(\t\x12\x35\n\x10operating_points\x18\x06 \x03(\x0b\x32\x1b.spamgate.v1.OperatingPoint\x12%\n\x1dvalidation_one_minus_roca_pct\x18\x07 \x01(\x01\x12\x1a\n\x12validation_roc_auc\x18\x08 \x01(\x01\x12\x15\n\rmanifest_json\x18\t \x01(\t\x12\x16\n\x0epolicy_version\x18\n \x01(\t\"\x12\n\x10GetPolicyRequest\"\x15\n\x13ReloadPolicyRequest\"q\n\x12\x45\x66\x66\x65\x63tiveThreshold\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12#\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x13.spamgate.v1.Action\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x85\x02\n\nPolicyInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x11\n\tloaded_at\x18\x03 \x01(\t\x12\x10\n\x08reloaded\x18\x04 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\x12\x33\n\nthresholds\x18\x06 \x03(\x0b\x32\x1f.spamgate.v1.EffectiveThreshold\x12:\n\nlist_sizes\x18\x07 \x03(\x0b\x32&.spamgate.v1.PolicyInfo.ListSizesEntry\x1a\x30\n\x0eListSizesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*~\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_DELIVER\x10\x01\x12\x0e\n\nACTION_TAG\x10\x02\x12\x12\n\x0e\x41\x43TION_REROUTE\x10\x03\x12\x11\n\rACTION_REJECT\x10\x04\x12\x11\n\rACTION_DELETE\x10\x05*`\n\rFeedbackLabel\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_LABEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_LABEL_SPAM\x10\x01\x12\x16\n\x12\x46\x45\x45\x44\x42\x41\x43K_LABEL_HAM\x10\x02\x32\x9b\x04\n\x08SpamGate\x12G\n\x08\x43lassify\x12\x1c.spamgate.v1.ClassifyRequest\x1a\x1d.spamgate.v1.ClassifyResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.spamgate.v1.ClassifyRequest\x1a\x1d.spamgate.v1.ClassifyResponse(\x01\x30\x01\x12H\n\x0cGetModelInfo\x12 .spamgate.v1.GetModelInfoRequest\x1a\x16.spamgate.v1.ModelInfo\x12\x43\n\tGetPolicy\x12\x1d.spamgate.v1.GetPolicyRequest\x1a\x17.spamgate.v1.PolicyInfo\x12I\n\x0cReloadPolicy\x12 .spamgate.v1.ReloadPolicyRequest\x1a\x17.spamgate.v1.PolicyInfo\x12M\n\x0eReportFeedback\x12\x1c.spamgate.v1.FeedbackRequest\x1a\x1d.spamgate.v1.FeedbackResponse\x12J\n\rActivateModel\x12!.spamgate.v1.ActivateModelRequest\x1a\x16.spamgate.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICYINFO_LISTSIZESENTRY']._loaded_options = None
   _globals['_POLICYINFO_LISTSIZESENTRY']._serialized_options = b'8\001'
-  _globals['_ACTION']._serialized_start=2137
-  _globals['_ACTION']._serialized_end=2263
-  _globals['_FEEDBACKLABEL']._serialized_start=2265
-  _globals['_FEEDBACKLABEL']._serialized_end=2361
+  _globals['_ACTION']._serialized_start=2157
+  _globals['_ACTION']._serialized_end=2283
+  _globals['_FEEDBACKLABEL']._serialized_start=2285
+  _globals['_FEEDBACKLABEL']._serialized_end=2381
   _globals['_ENVELOPE']._serialized_start=43
   _globals['_ENVELOPE']._serialized_end=122
   _globals['_CLASSIFYREQUEST']._serialized_start=124
@@ -47,31 +47,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REASON']._serialized_start=280
   _globals['_REASON']._serialized_end=338
   _globals['_CLASSIFYRESPONSE']._serialized_start=341
-  _globals['_CLASSIFYRESPONSE']._serialized_end=810
-  _globals['_FEEDBACKREQUEST']._serialized_start=812
-  _globals['_FEEDBACKREQUEST']._serialized_end=927
-  _globals['_FEEDBACKRESPONSE']._serialized_start=929
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1015
-  _globals['_ACTIVATEMODELREQUEST']._serialized_start=1017
-  _globals['_ACTIVATEMODELREQUEST']._serialized_end=1056
-  _globals['_RECIPIENTGROUP']._serialized_start=1059
-  _globals['_RECIPIENTGROUP']._serialized_end=1294
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1296
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1317
-  _globals['_OPERATINGPOINT']._serialized_start=1319
-  _globals['_OPERATINGPOINT']._serialized_end=1421
-  _globals['_MODELINFO']._serialized_start=1424
-  _globals['_MODELINFO']._serialized_end=1713
-  _globals['_GETPOLICYREQUEST']._serialized_start=1715
-  _globals['_GETPOLICYREQUEST']._serialized_end=1733
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=1735
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=1756
-  _globals['_EFFECTIVETHRESHOLD']._serialized_start=1758
-  _globals['_EFFECTIVETHRESHOLD']._serialized_end=1871
-  _globals['_POLICYINFO']._serialized_start=1874
-  _globals['_POLICYINFO']._serialized_end=2135
-  _globals['_POLICYINFO_LISTSIZESENTRY']._serialized_start=2087
-  _globals['_POLICYINFO_LISTSIZESENTRY']._serialized_end=2135
-  _globals['_SPAMGATE']._serialized_start=2364
-  _globals['_SPAMGATE']._serialized_end=2903
+  _globals['_CLASSIFYRESPONSE']._serialized_end=830
+  _globals['_FEEDBACKREQUEST']._serialized_start=832
+  _globals['_FEEDBACKREQUEST']._serialized_end=947
+  _globals['_FEEDBACKRESPONSE']._serialized_start=949
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1035
+  _globals['_ACTIVATEMODELREQUEST']._serialized_start=1037
+  _globals['_ACTIVATEMODELREQUEST']._serialized_end=1076
+  _globals['_RECIPIENTGROUP']._serialized_start=1079
+  _globals['_RECIPIENTGROUP']._serialized_end=1314
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1316
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1337
+  _globals['_OPERATINGPOINT']._serialized_start=1339
+  _globals['_OPERATINGPOINT']._serialized_end=1441
+  _globals['_MODELINFO']._serialized_start=1444
+  _globals['_MODELINFO']._serialized_end=1733
+  _globals['_GETPOLICYREQUEST']._serialized_start=1735
+  _globals['_GETPOLICYREQUEST']._serialized_end=1753
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1755
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1776
+  _globals['_EFFECTIVETHRESHOLD']._serialized_start=1778
+  _globals['_EFFECTIVETHRESHOLD']._serialized_end=1891
+  _globals['_POLICYINFO']._serialized_start=1894
+  _globals['_POLICYINFO']._serialized_end=2155
+  _globals['_POLICYINFO_LISTSIZESENTRY']._serialized_start=2107
+  _globals['_POLICYINFO_LISTSIZESENTRY']._serialized_end=2155
+  _globals['_SPAMGATE']._serialized_start=2384
+  _globals['_SPAMGATE']._serialized_end=2923
 # @@protoc_insertion_point(module_scope)

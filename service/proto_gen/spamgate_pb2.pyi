@@ -74,7 +74,7 @@ class Reason(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("correlation_id", "spam_probability", "action", "add_headers", "subject_tag", "reroute_to", "reasons", "model_version", "scanned", "list_decision", "limits_cut", "threshold", "policy", "reject_text", "error", "groups", "policy_version", "verdict_id")
+    __slots__ = ("correlation_id", "spam_probability", "action", "add_headers", "subject_tag", "reroute_to", "reasons", "model_version", "scanned", "list_decision", "limits_cut", "threshold", "policy", "reject_text", "error", "groups", "policy_version", "verdict_id", "unfamiliar")
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     SPAM_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class ClassifyResponse(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     VERDICT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNFAMILIAR_FIELD_NUMBER: _ClassVar[int]
     correlation_id: str
     spam_probability: float
     action: Action
@@ -111,7 +112,8 @@ class ClassifyResponse(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[RecipientGroup]
     policy_version: str
     verdict_id: str
-    def __init__(self, correlation_id: _Optional[str] = ..., spam_probability: _Optional[float] = ..., action: _Optional[_Union[Action, str]] = ..., add_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., subject_tag: _Optional[str] = ..., reroute_to: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., scanned: _Optional[bool] = ..., list_decision: _Optional[str] = ..., limits_cut: _Optional[_Iterable[str]] = ..., threshold: _Optional[str] = ..., policy: _Optional[str] = ..., reject_text: _Optional[str] = ..., error: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[RecipientGroup, _Mapping]]] = ..., policy_version: _Optional[str] = ..., verdict_id: _Optional[str] = ...) -> None: ...
+    unfamiliar: bool
+    def __init__(self, correlation_id: _Optional[str] = ..., spam_probability: _Optional[float] = ..., action: _Optional[_Union[Action, str]] = ..., add_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., subject_tag: _Optional[str] = ..., reroute_to: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., scanned: _Optional[bool] = ..., list_decision: _Optional[str] = ..., limits_cut: _Optional[_Iterable[str]] = ..., threshold: _Optional[str] = ..., policy: _Optional[str] = ..., reject_text: _Optional[str] = ..., error: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[RecipientGroup, _Mapping]]] = ..., policy_version: _Optional[str] = ..., verdict_id: _Optional[str] = ..., unfamiliar: _Optional[bool] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("message", "verdict_id", "label", "reporter")

@@ -1,0 +1,93 @@
+"""The out-of-distribution flag: unfamiliar mail is flagged and its action capped, familiar mail is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.bundled import bundled_model_path
+from model.familiarity import MIN_TOKENS, FamiliarityCheck, non_latin_letter_share
+from service.policy import Action
+from service.policy_file import PolicyHolder, parse_policy
+from service.registry import ModelHolder
+from service.server import Engine
+from service.verdict import Request, build_verdict
+from tests.mail import html, make
+
+SET = Path(__file__).resolve().parent / "multilingual"
+NON_LATIN = ("ar", "el", "he", "hi", "ja", "ko", "ru", "th", "uk", "zh")
+
+
+@pytest.fixture(scope="module")
+def holder() -> ModelHolder:
+    h = ModelHolder()
+    h.load(bundled_model_path())
+    return h
+
+
+def test_check_counts_unseen_tokens_against_the_models_zero_columns() -> None:
+    coef = np.zeros(1024 + 3, dtype=np.float32)
+    coef[:512] = 1.0  # half the hashed columns seen: an unseen token looks seen half the time
+    check = FamiliarityCheck(coef, 1024)
+    assert check.zero_column_share == pytest.approx(0.5)
+    seen = check.check(np.arange(0, 40), "plain words")
+    assert not seen.unfamiliar and seen.unseen_share == 0.0
+    unseen = check.check(np.arange(512, 552), "слова, которых модель не видела")
+    assert unseen.unfamiliar and unseen.unseen_share == 1.0 and unseen.reason == "UNFAMILIAR_LANGUAGE"
+    latin = check.check(np.arange(512, 552), "Wörter, die das Modell nie gesehen hat")
+    assert latin.unfamiliar and latin.reason == "OUT_OF_DISTRIBUTION"
+    few = check.check(np.arange(512, 512 + MIN_TOKENS - 1), "кратко")
+    assert not few.unfamiliar  # too few tokens to say
+    with pytest.raises(ValueError):
+        FamiliarityCheck(coef, 1024, max_unseen=0.0)
+
+
+def test_non_latin_letter_share() -> None:
+    assert non_latin_letter_share("Grüße aus Köln, çok teşekkürler") == 0.0
+    assert non_latin_letter_share("Привет, Bob") == pytest.approx(6 / 9)
+    assert non_latin_letter_share("12345 !!!") == 0.0
+
+
+def test_flag_fires_on_non_latin_ordinary_mail_and_not_on_english(holder: ModelHolder) -> None:
+    scorer = holder.current()
+    files = [f for lang in NON_LATIN for f in sorted((SET / "ham" / lang).glob("*.eml"))]
+    assert len(files) >= 50
+    flagged = [f for f in files if scorer.score(f.read_bytes()).unfamiliar]
+    assert len(flagged) >= 0.9 * len(files), f"{len(flagged)} of {len(files)} flagged"
+    english = [make(), html("<p>Hello Bob, the report is attached. See you on Monday.</p>")]
+    english.append(make({"Subject": "Re: budget"}, body="Thanks, the numbers look right to me.\n" * 5))
+    assert not any(scorer.score(raw).unfamiliar for raw in english)
+
+
+def test_unfamiliar_mail_is_capped_at_unfamiliar_max_action(holder: ModelHolder, tmp_path: Path) -> None:
+    raw = (SET / "ham" / "ru" / "01-business.eml").read_bytes()
+    strict = tmp_path / "strict.toml"
+    everything = "[thresholds]\ntag = 1e-9\nreroute = 1e-9\nreject = 1e-9\n"
+    strict.write_text(everything)
+    v = build_verdict(Request(message=raw), holder, parse_policy(strict), 1 << 24)
+    assert v.unfamiliar and v.action == Action.TAG
+    assert v.reasons[0].name == "UNFAMILIAR_LANGUAGE" and v.reasons[0].kind == "familiarity"
+    assert "thresholds said reject" in v.threshold
+    lifted = tmp_path / "lifted.toml"
+    lifted.write_text('unfamiliar_max_action = "REROUTE"\n' + everything)
+    assert build_verdict(Request(message=raw), holder, parse_policy(lifted), 1 << 24).action == Action.REROUTE
+    # A familiar message under the same strict policy is not capped.
+    familiar = build_verdict(Request(message=make()), holder, parse_policy(strict), 1 << 24)
+    assert not familiar.unfamiliar and familiar.action == Action.REJECT
+
+
+def test_unfamiliar_verdicts_are_counted(holder: ModelHolder) -> None:
+    engine = Engine(holder, PolicyHolder(None), 1 << 24)
+    engine.classify(Request(message=(SET / "ham" / "zh" / "01-business.eml").read_bytes()), "test")
+    engine.classify(Request(message=make()), "test")
+    assert engine.metrics.unfamiliar._value.get() == 1
+
+
+def test_flag_is_on_the_wire(holder: ModelHolder) -> None:
+    from service.server import verdict_to_proto
+
+    v = build_verdict(Request(message=(SET / "ham" / "th" / "01-business.eml").read_bytes()), holder,
+                      PolicyHolder(None).current(), 1 << 24)
+    assert verdict_to_proto(v).unfamiliar and verdict_to_proto(v).reasons[0].kind == "familiarity"

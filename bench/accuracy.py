@@ -55,12 +55,13 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
         "Scoring speed is followed by the time of a fixed pure-Python loop (3M additions) taken right",
         "after it: this VM's speed drifts by up to 2x, and `bench/speed.py` prints the same loop.",
         "",
-        "| split | n test | ROC AUC | 1-ROCA% | ECE | FPR / catch @aggressive | FPR / catch @balanced "
-        "| FPR / catch @lenient | catch @FPR 0.1% (test) | train s | scoring msgs/s/core |",
+        "| split | n test | ROC AUC | 1-ROCA% | ECE | FPR / catch @FPR-1% point "
+        "| FPR / catch @FPR-0.1% point | FPR / catch @FPR-0.01% point | catch @FPR 0.1% (test) "
+        "| train s | scoring msgs/s/core |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        pts = {p["name"]: p for p in r["at_operating_points"]}
+        pts = {p["target_fpr"]: p for p in r["at_operating_points"]}
         cells = [
             f"{r['split']} ({r['description']})",
             str(r["n"]),
@@ -69,7 +70,7 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
             f"{r['ece']:.4f}",
             *(
                 f"{_pct(pts[n]['fpr'])} / {_pct(pts[n]['catch'])}"
-                for n in ("aggressive", "balanced", "lenient")
+                for n in (0.01, 0.001, 0.0001)
             ),
             _pct(r["catch_at_fpr"]["0.001"]),
             f"{r['train_seconds_total']:.1f}",
@@ -94,9 +95,9 @@ def markdown(results: list[dict[str, Any]], peers: list[dict[str, str]], command
             if sid not in by_split:
                 continue
             r = by_split[sid]
-            bal = next(p for p in r["at_operating_points"] if p["name"] == "balanced")
+            bal = next(p for p in r["at_operating_points"] if p["target_fpr"] == 0.001)
             lines.append(
-                f"| {sid} | **spamgate** (balanced point) | **{r['one_minus_roca_pct']:.4f}** | "
+                f"| {sid} | **spamgate** (FPR-0.1% point) | **{r['one_minus_roca_pct']:.4f}** | "
                 f"{_pct(bal['fpr'])} | {_pct(bal['fnr'])} | {_pct(r['catch_at_fpr']['0.001'])} | "
                 f"{_pct(r['catch_at_fpr']['0.01'])} |"
             )
@@ -205,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         curves = [("spamgate", y, probs), *peer_curves(name, args.out.parent / "peers")]
         plot_roc(curves, args.out.parent / f"roc_{name}.png", f"ROC — {split.description}")
         summary["worst_ham"] = worst_ham(split, probs)
-        bal = next(p for p in summary["at_operating_points"] if p["name"] == "balanced")
+        bal = next(p for p in summary["at_operating_points"] if p["target_fpr"] == 0.001)
         print(
             f"{name:<12} n={summary['n']:<6} AUC {summary['roc_auc']:.5f}  1-ROCA% "
-            f"{summary['one_minus_roca_pct']:.4f}  ECE {summary['ece']:.4f}  balanced FPR "
+            f"{summary['one_minus_roca_pct']:.4f}  ECE {summary['ece']:.4f}  FPR-0.1% point FPR "
             f"{_pct(bal['fpr'])} catch {_pct(bal['catch'])}  train {summary['train_seconds_total']:.1f}s  "
             f"score {summary['scoring_msgs_per_s']:.0f} msg/s",
             flush=True,

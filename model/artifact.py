@@ -62,7 +62,31 @@ class Artifact:
 
     @property
     def operating_points(self) -> list[dict[str, Any]]:
+        """Own-site points: measured out-of-fold on the training mail."""
         return list(self.manifest.get("operating_points", []))
+
+    @property
+    def new_site_operating_points(self) -> list[dict[str, Any]]:
+        """Points measured at sites the recipe was not trained on (``training.new_site``); may be empty."""
+        return list(self.manifest.get("new_site_operating_points", []))
+
+    @property
+    def site_reports(self) -> int:
+        """How many of the serving site's own reports the model was trained on."""
+        value = self.manifest.get("site_reports", 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    @property
+    def policy_points(self) -> list[dict[str, Any]]:
+        """The points a policy's FPR targets resolve against where the model runs.
+
+        A model that has never seen the site's own mail is judged by what its
+        recipe did at sites it was not trained on; once retrained on the
+        site's reports, by its own out-of-fold figures.
+        """
+        if self.site_reports == 0 and self.new_site_operating_points:
+            return self.new_site_operating_points
+        return self.operating_points
 
 
 def sha256_file(path: Path) -> str:

@@ -45,10 +45,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"spamgate policy check: {exc}", file=sys.stderr)
         return 2
     print(f"{args.file}: valid, version {policy.version}")
-    print(f"model {artifact.version}")
+    which = (
+        "new-site points (measured at sites the model was not trained on)"
+        if artifact.site_reports == 0 and artifact.new_site_operating_points
+        else "own-site points"
+    )
+    print(f"model {artifact.version}; FPR targets resolve against its {which}")
     for name, settings in [(policy.name, policy.settings), *((d.name, d.settings) for d in policy.domains)]:
         print(f"[{name}]")
-        resolved = settings.resolve(artifact.operating_points)
+        resolved = settings.resolve(artifact.policy_points)
         if not resolved:
             print("  every action off: all mail is delivered")
         for action, p, label in resolved:

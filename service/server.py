@@ -141,7 +141,7 @@ def policy_info(
     policies: PolicyHolder, holder: ModelHolder, result: ReloadResult | None = None
 ) -> pb.PolicyInfo:
     pol = policies.current()
-    points = holder.current().artifact.operating_points if holder.loaded else []
+    points = holder.current().artifact.policy_points if holder.loaded else []
     thresholds = []
     for name, settings in [(pol.name, pol.settings), *((d.name, d.settings) for d in pol.domains)]:
         for action, p, label in settings.resolve(points):
@@ -181,6 +181,18 @@ def model_info(holder: ModelHolder, policy_version: str = "") -> pb.ModelInfo:
             )
             for p in art.operating_points
         ],
+        new_site_operating_points=[
+            pb.OperatingPoint(
+                name=p["name"],
+                target_fpr=p["target_fpr"],
+                threshold=p["threshold"],
+                fpr=p["fpr"],
+                catch_rate=p["catch"],
+                extrapolated=bool(p.get("extrapolated", False)),
+            )
+            for p in art.new_site_operating_points
+        ],
+        site_reports=art.site_reports,
         validation_one_minus_roca_pct=float(val.get("one_minus_roca_pct", 0.0)),
         validation_roc_auc=float(val.get("roc_auc", 0.0)),
         manifest_json=json.dumps(m, sort_keys=True),
@@ -287,7 +299,7 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
         try:
             for request in request_iterator:
-                self.streams.touch(ticket)
+                self.streams.touch(ticket, busy=True)
                 try:
                     yield verdict_to_proto(
                         self.engine.classify(
@@ -300,7 +312,7 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                     cid = request.correlation_id  # echoed only within its cap
                     cid = cid if len(cid) <= FIELD_LIMITS["correlation_id"] else ""
                     yield pb.ClassifyResponse(correlation_id=cid, error=exc.message)
-                self.streams.touch(ticket)
+                self.streams.touch(ticket, busy=False)
         except grpc.RpcError:
             return  # cancelled (by the client, or by the watchdog with its reason): nobody to answer
         finally:

@@ -198,7 +198,7 @@ def build_verdict(
         except NoModelError as exc:
             raise RequestError(ErrorKind.UNAVAILABLE, "no model loaded yet") from exc
         max_reasons = max(g.settings.max_reasons for g in groups)
-        points = scorer.artifact.operating_points
+        points = scorer.artifact.policy_points
         try:
             score = _score(scorer, request.message, max_reasons, time_remaining, pool)
         except ScoringAborted as exc:

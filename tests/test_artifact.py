@@ -100,7 +100,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_bundled_model_loads_and_scores() -> None:
     art = load_artifact(bundled_model_path())
     names = [p["name"] for p in art.operating_points]
-    assert {"aggressive", "balanced", "lenient"} <= set(names)
+    assert {"fpr_1%", "fpr_0.1%", "fpr_0.01%"} <= set(names)
     assert "make default-model" in art.manifest["training"]["command"]
     s = Scorer(art)
     spam = make(
@@ -118,7 +118,7 @@ def test_bundled_model_passes_ordinary_mail_from_a_new_site() -> None:
     tagged them. Phishing must still land above the point.
     """
     art = load_artifact(bundled_model_path())
-    tag_at = next(p["threshold"] for p in art.operating_points if p["name"] == "aggressive")  # FPR 1%
+    tag_at = next(p["threshold"] for p in art.operating_points if p["name"] == "fpr_1%")
     s = Scorer(art)
     lunch = "Hi Bob,\n\nare you free for lunch tomorrow at noon? The usual place near the station.\n\nAlice\n"
     for ham in (make(), make({"Received": None}), make({"Subject": "Re: lunch tomorrow?"}, body=lunch)):

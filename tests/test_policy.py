@@ -25,9 +25,9 @@ from service.verdict import Envelope, Request, build_verdict
 from tests.mail import make
 
 POINTS = [
-    {"name": "aggressive", "target_fpr": 0.01, "threshold": 0.90},
-    {"name": "balanced", "target_fpr": 0.001, "threshold": 0.97},
-    {"name": "lenient", "target_fpr": 0.0001, "threshold": 0.995},
+    {"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.90},
+    {"name": "fpr_0.1%", "target_fpr": 0.001, "threshold": 0.97},
+    {"name": "fpr_0.01%", "target_fpr": 0.0001, "threshold": 0.995},
 ]
 
 
@@ -69,7 +69,7 @@ def test_fpr_thresholds_follow_the_model(tmp_path: Path) -> None:
     s = pol.settings
     assert s.decide(0.95, POINTS) == (Action.TAG, s.decide(0.95, POINTS)[1])
     assert "at FPR 1%" in s.decide(0.95, POINTS)[1]
-    other_model = [{"name": "aggressive", "target_fpr": 0.01, "threshold": 0.5}]
+    other_model = [{"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.5}]
     assert s.decide(0.6, other_model)[0] == Action.TAG and s.decide(0.6, POINTS)[0] == Action.DELIVER
     assert s.decide(0.995, POINTS)[0] == Action.REROUTE  # probability threshold, most severe wins
     assert s.decide(0.1, POINTS) == (Action.DELIVER, "")

@@ -136,13 +136,13 @@ def test_train_and_evaluate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     art = load_artifact(version_dir)
     assert art.manifest["training"]["messages"] == 80
     assert art.manifest["training"]["corpora"][0]["spam"] == 40
-    assert {"aggressive", "balanced", "lenient"} <= {p["name"] for p in art.operating_points}
+    assert {"fpr_1%", "fpr_0.1%", "fpr_0.01%"} <= {p["name"] for p in art.operating_points}
     capsys.readouterr()
     roc = tmp_path / "roc.png"
     rc = main(["evaluate", "--model", str(version_dir), "--corpus", str(corpus), "--roc", str(roc)])
     out = capsys.readouterr().out
     assert rc == 0 and "1-ROCA%" in out and roc.stat().st_size > 1000
-    assert "balanced" in out
+    assert "fpr_0.1%" in out
 
 
 def test_train_cli_reports_bad_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -120,6 +120,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"  {p['name']:<11} FPR<={p['target_fpr'] * 100:.2f}%  threshold {p['threshold']:.6f}  "
             f"validation catch {p['catch'] * 100:.2f}%"
         )
+    for p in manifest.get("new_site_operating_points", []):
+        print(
+            f"  new site {p['name']:<11} threshold {p['threshold']:.6f} (set by {p['set_by']}"
+            f"{', extrapolated' if p['extrapolated'] else ''}): worst site FPR {p['fpr'] * 100:.3f}%, "
+            f"catch {p['catch'] * 100:.2f}%"
+        )
     return 0
 
 

@@ -11,19 +11,19 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-# Target false-positive rates an operating point is computed for. Three carry
-# the sensitivity names admins pick from (aggressive catches more, risks more
-# ham); the others let a policy ask for any FPR in between (policy FPR
-# thresholds resolve to the nearest point at or below the target).
+# Target false-positive rates an operating point is computed for, each named by its rate (one
+# vocabulary: until v1.1 three were named aggressive/balanced/lenient, the words that name policy
+# presets, which made "balanced" mean a point in one place and a set of thresholds in another).
+# Policy FPR thresholds resolve to the nearest point at or below the target.
 TARGET_FPRS: tuple[tuple[str, float], ...] = (
     ("fpr_5%", 0.05),
     ("fpr_2%", 0.02),
-    ("aggressive", 0.01),
+    ("fpr_1%", 0.01),
     ("fpr_0.5%", 0.005),
     ("fpr_0.2%", 0.002),
-    ("balanced", 0.001),
+    ("fpr_0.1%", 0.001),
     ("fpr_0.05%", 0.0005),
-    ("lenient", 0.0001),
+    ("fpr_0.01%", 0.0001),
 )
 
 

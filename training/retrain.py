@@ -69,7 +69,8 @@ def after(base: list[LabelledMessage], later: list[LabelledMessage]) -> list[Lab
 
 
 def _figures(y: np.ndarray, p: np.ndarray, points: list[dict[str, Any]]) -> dict[str, Any]:
-    bal = next((pt for pt in points if pt["name"] == "balanced"), None)
+    # The FPR-0.1% point (named "balanced" in manifests before v1.1: matched by its target).
+    bal = next((pt for pt in points if abs(float(pt.get("target_fpr", -1)) - 0.001) < 1e-12), None)
     at = metrics.rates_at(y, p, bal["threshold"]) if bal else {"fpr": float("nan"), "catch": float("nan")}
     return {
         "one_minus_roca_pct": metrics.one_minus_roca_pct(y, p),
@@ -150,7 +151,10 @@ def retrain(
             )
         )
     version = new_version(tr.content_sha256)
-    manifest = build_manifest(version, result, train_cfg, corpora, tr.content_sha256, len(tr.y), command)
+    reports = sum(int(c.get("messages", 0)) for c in corpora if str(c.get("name", "")).startswith("feedback"))
+    manifest = build_manifest(
+        version, result, train_cfg, corpora, tr.content_sha256, len(tr.y), command, site_reports=reports
+    )
     manifest["training"]["warm_start_from"] = active.version if init is not None and active else None
     manifest["training"]["fit_seconds_total"] = round(time.perf_counter() - t0, 2)
     manifest["gate"] = decision

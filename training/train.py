@@ -39,6 +39,14 @@ def load_corpora(
     specs: list[CorpusSpec], config: FeatureConfig, n_jobs: int, progress: bool
 ) -> tuple[Featurized, list[dict[str, Any]]]:
     """Featurise every corpus; return the rows in time order and a per-corpus summary."""
+    data, summary, _ = load_sites(specs, config, n_jobs, progress)
+    return data, summary
+
+
+def load_sites(
+    specs: list[CorpusSpec], config: FeatureConfig, n_jobs: int, progress: bool
+) -> tuple[Featurized, list[dict[str, Any]], dict[str, Featurized]]:
+    """``load_corpora`` plus each corpus's own rows, by name (the sites of ``training.new_site``)."""
     parts: list[Featurized] = []
     summary: list[dict[str, Any]] = []
     for spec in specs:
@@ -66,7 +74,8 @@ def load_corpora(
             digests=[d for p in parts for d in p.digests],
         )
     )
-    return in_time_order(deduplicate(data)), summary
+    sites = {str(c["name"]): p for c, p in zip(summary, parts, strict=True)}
+    return in_time_order(deduplicate(data)), summary, sites
 
 
 def deduplicate(data: Featurized) -> Featurized:
@@ -100,8 +109,12 @@ def build_manifest(
     content_sha256: str,
     n_train: int,
     command: str | None = None,
+    site_reports: int = 0,
 ) -> dict[str, Any]:
     return {
+        # How many of a site's own reports the model was trained on: while 0, policies resolve FPR
+        # targets against new_site_operating_points when the manifest has them (training.new_site).
+        "site_reports": site_reports,
         "version": version,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "training": {
@@ -126,14 +139,32 @@ def train(
     n_jobs: int = -1,
     progress: bool = True,
     command: str | None = None,
+    new_site: bool = False,
 ) -> Path:
-    """Featurise, fit and write a new artifact; returns its directory."""
+    """Featurise, fit and write a new artifact; returns its directory.
+
+    ``new_site`` (two or more corpora) also runs the recipe leave one corpus
+    out and records new-site operating points (``training.new_site``).
+    """
     t0 = time.perf_counter()
-    data, corpora = load_corpora(specs, feature_cfg, n_jobs, progress)
+    data, corpora, sites = load_sites(specs, feature_cfg, n_jobs, progress)
     result = fit(data.X, data.y, train_cfg)
     digest = hashlib.sha256("".join(c["content_sha256"] for c in corpora).encode()).hexdigest()
     version = new_version(digest)
     manifest = build_manifest(version, result, train_cfg, corpora, digest, len(data.y), command)
+    if new_site:
+        if len(sites) < 2:
+            raise ValueError("new-site operating points need two or more training corpora")
+        from training.new_site import new_site_points, score_left_out, site_summary
+
+        t1 = time.perf_counter()
+        left_out = score_left_out(sites, train_cfg, n_jobs=n_jobs)
+        manifest["new_site_operating_points"] = new_site_points(left_out)
+        manifest["new_site_validation"] = {
+            "method": "leave one training corpus out: the recipe fitted on the others scores it",
+            "sites": site_summary(left_out),
+            "seconds": round(time.perf_counter() - t1, 2),
+        }
     manifest["training"]["total_seconds"] = round(time.perf_counter() - t0, 2)
     target = Path(out) if exact else Path(out) / version
     return write_artifact(target, manifest, feature_cfg, result.model)

@@ -170,21 +170,23 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class OperatingPoint(_message.Message):
-    __slots__ = ("name", "target_fpr", "threshold", "fpr", "catch_rate")
+    __slots__ = ("name", "target_fpr", "threshold", "fpr", "catch_rate", "extrapolated")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGET_FPR_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     FPR_FIELD_NUMBER: _ClassVar[int]
     CATCH_RATE_FIELD_NUMBER: _ClassVar[int]
+    EXTRAPOLATED_FIELD_NUMBER: _ClassVar[int]
     name: str
     target_fpr: float
     threshold: float
     fpr: float
     catch_rate: float
-    def __init__(self, name: _Optional[str] = ..., target_fpr: _Optional[float] = ..., threshold: _Optional[float] = ..., fpr: _Optional[float] = ..., catch_rate: _Optional[float] = ...) -> None: ...
+    extrapolated: bool
+    def __init__(self, name: _Optional[str] = ..., target_fpr: _Optional[float] = ..., threshold: _Optional[float] = ..., fpr: _Optional[float] = ..., catch_rate: _Optional[float] = ..., extrapolated: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_version", "feature_version", "created", "training_messages", "corpora", "operating_points", "validation_one_minus_roca_pct", "validation_roc_auc", "manifest_json", "policy_version")
+    __slots__ = ("model_version", "feature_version", "created", "training_messages", "corpora", "operating_points", "validation_one_minus_roca_pct", "validation_roc_auc", "manifest_json", "policy_version", "new_site_operating_points", "site_reports")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +197,8 @@ class ModelInfo(_message.Message):
     VALIDATION_ROC_AUC_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEW_SITE_OPERATING_POINTS_FIELD_NUMBER: _ClassVar[int]
+    SITE_REPORTS_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     feature_version: str
     created: str
@@ -205,7 +209,9 @@ class ModelInfo(_message.Message):
     validation_roc_auc: float
     manifest_json: str
     policy_version: str
-    def __init__(self, model_version: _Optional[str] = ..., feature_version: _Optional[str] = ..., created: _Optional[str] = ..., training_messages: _Optional[int] = ..., corpora: _Optional[_Iterable[str]] = ..., operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., validation_one_minus_roca_pct: _Optional[float] = ..., validation_roc_auc: _Optional[float] = ..., manifest_json: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...
+    new_site_operating_points: _containers.RepeatedCompositeFieldContainer[OperatingPoint]
+    site_reports: int
+    def __init__(self, model_version: _Optional[str] = ..., feature_version: _Optional[str] = ..., created: _Optional[str] = ..., training_messages: _Optional[int] = ..., corpora: _Optional[_Iterable[str]] = ..., operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., validation_one_minus_roca_pct: _Optional[float] = ..., validation_roc_auc: _Optional[float] = ..., manifest_json: _Optional[str] = ..., policy_version: _Optional[str] = ..., new_site_operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., site_reports: _Optional[int] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,64 @@
+"""New-site operating points: the highest left-out-site threshold, chosen while a site has no reports."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from model.artifact import load_artifact
+from model.features import FeatureConfig
+from service.policy import Policy
+from tests.conftest import write_corpus
+from training.fit import TrainConfig
+from training.new_site import SiteScores, new_site_points
+from training.train import CorpusSpec, train
+
+
+def test_new_site_threshold_is_the_highest_over_left_out_sites() -> None:
+    rng = np.random.default_rng(0)
+    # Site a: ham low, so its FPR-1% threshold is low; site b: ham scores high (a new kind of mail).
+    y_a, y_b = np.r_[np.zeros(2000), np.ones(500)], np.r_[np.zeros(300), np.ones(300)]
+    a = SiteScores("a", y_a, np.r_[rng.uniform(0, 0.3, 2000), np.ones(500)], 0)
+    b = SiteScores("b", y_b, np.r_[rng.uniform(0, 0.9, 300), np.ones(300)], 0)
+    points = {p["name"]: p for p in new_site_points([a, b])}
+    p1 = points["fpr_1%"]
+    assert p1["set_by"] == "b" and p1["threshold"] > 0.85
+    assert p1["threshold"] == max(p1["sites"]["a"]["threshold"], p1["sites"]["b"]["threshold"])
+    # At the one new-site threshold every left-out site keeps its FPR at or below the target.
+    assert all(s["at_new_site_threshold"]["fpr"] <= 0.01 for s in p1["sites"].values())
+    assert p1["fpr"] <= 0.01
+    # Ten false positives at FPR 1% need 1,000 ham: site b's 300 are too few, site a's 2,000 not.
+    assert p1["extrapolated"] and p1["sites"]["b"]["extrapolated"] and not p1["sites"]["a"]["extrapolated"]
+    assert not points["fpr_5%"]["extrapolated"]
+
+
+def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) -> None:
+    one = write_corpus(tmp_path / "site1", n=120, seed=5)
+    two = write_corpus(tmp_path / "site2", n=120, seed=9)
+    out = train(
+        [CorpusSpec(str(one), "dir"), CorpusSpec(str(two), "dir")],
+        tmp_path / "model",
+        FeatureConfig(n_bits=14),
+        TrainConfig(cv_folds=3, loss="sgd_log"),
+        exact=True,
+        n_jobs=1,
+        progress=False,
+        new_site=True,
+    )
+    art = load_artifact(out)
+    assert art.site_reports == 0
+    assert {p["name"] for p in art.new_site_operating_points} == {p["name"] for p in art.operating_points}
+    assert set(art.manifest["new_site_validation"]["sites"]) == {"site1", "site2"}
+    assert art.policy_points == art.new_site_operating_points
+    # Once retrained on the site's own reports, the model's own out-of-fold points apply.
+    retrained = replace(art, manifest={**art.manifest, "site_reports": 250})
+    assert retrained.policy_points == retrained.operating_points
+    # A model trained without them falls back to its own points.
+    plain = replace(art, manifest={k: v for k, v in art.manifest.items() if k != "new_site_operating_points"})
+    assert plain.policy_points == plain.operating_points
+    # The default policy's TAG threshold comes from the new-site points.
+    tag = Policy().settings.resolve(art.policy_points)[-1]
+    new_tag = next(p["threshold"] for p in art.new_site_operating_points if p["target_fpr"] == 0.01)
+    assert tag[1] == new_tag

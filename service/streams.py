@@ -49,6 +49,7 @@ class _Stream:
     context: Any
     opened: float
     last: float
+    busy: bool = False  # a request is being answered: not idle, however long scoring takes
     closed_by: str = ""
 
 
@@ -102,12 +103,14 @@ class StreamGuard:
             self._cond.notify_all()
         return ticket, ""
 
-    def touch(self, ticket: int) -> None:
-        """A request arrived (or a response went out): the stream is not idle."""
+    def touch(self, ticket: int, busy: bool) -> None:
+        """A request arrived (``busy``) or its answer went out (not ``busy``): idle time starts again."""
         with self._cond:
             s = self._streams.get(ticket)
             if s is not None:
                 s.last = self.clock()
+                s.busy = busy
+                self._cond.notify_all()
 
     def release(self, ticket: int) -> str:
         """The stream ended; returns why the watchdog closed it ("" if it did not)."""
@@ -123,7 +126,8 @@ class StreamGuard:
             self._watchdog.join(timeout=2)
 
     def _due(self, s: _Stream) -> float:
-        return min(s.last + self.limits.idle_seconds, s.opened + self.limits.max_seconds)
+        end = s.opened + self.limits.max_seconds
+        return end if s.busy else min(s.last + self.limits.idle_seconds, end)
 
     def _watch(self) -> None:
         lim = self.limits

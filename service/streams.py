@@ -141,7 +141,7 @@ class StreamGuard:
                 for s in pending:
                     if now - s.opened >= lim.max_seconds:
                         s.closed_by = f"stream open for {lim.max_seconds:g} s ([server] stream_max_seconds)"
-                    elif now - s.last >= lim.idle_seconds:
+                    elif not s.busy and now - s.last >= lim.idle_seconds:
                         s.closed_by = f"stream idle for {lim.idle_seconds:g} s ([server] stream_idle_seconds)"
                     if s.closed_by:
                         expired.append((s, s.closed_by))

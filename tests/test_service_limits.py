@@ -21,7 +21,7 @@ from service.logs import MAX_FIELD_CHARS, JsonFormatter, TextFormatter
 from service.proto_gen import spamgate_pb2 as pb
 from service.registry import ModelHolder
 from service.server import FIELD_LIMITS, MAX_RECIPIENTS, RunningServer, start_server
-from service.streams import peer_host
+from service.streams import StreamGuard, StreamLimits, peer_host
 from service.verdict import Request
 from tests.mail import make
 
@@ -347,3 +347,31 @@ def test_verdict_log_line_with_huge_correlation_id_in_process(caplog: pytest.Log
         engine.classify(Request(message=make(), correlation_id="k" * 2_000_000), "test")
     lines = [JsonFormatter().format(r) for r in caplog.records if r.getMessage() == "verdict"]
     assert lines and all(len(line) < 5 * MAX_FIELD_CHARS for line in lines)
+
+
+class _FakeContext:
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+
+    def peer(self) -> str:
+        return "ipv4:192.0.2.9:4000"
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def test_a_stream_busy_with_a_slow_message_is_not_idle() -> None:
+    guard = StreamGuard(StreamLimits(idle_seconds=0.3, max_seconds=60, per_peer=2, max_streams=4))
+    busy, idle = _FakeContext(), _FakeContext()
+    tb, _ = guard.admit(busy)
+    ti, _ = guard.admit(idle)
+    try:
+        guard.touch(tb, busy=True)  # a request arrived; scoring it takes longer than the idle timeout
+        assert idle.cancelled.wait(3)
+        assert not busy.cancelled.wait(0.6)
+        guard.touch(tb, busy=False)  # answered: now it idles
+        assert busy.cancelled.wait(3)
+    finally:
+        guard.release(tb)
+        guard.release(ti)
+        guard.stop()

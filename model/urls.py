@@ -88,7 +88,11 @@ def url_host(url: str) -> str:
     return host.strip(".").lower()[:253]
 
 
-_MAYBE_IP = re.compile(r"[\d.]+|[0-9a-f:]*:[0-9a-f:.]*|0x[0-9a-f]+", re.IGNORECASE)
+# Linear time (issue 13): the middle branch was [0-9a-f:]*:[0-9a-f:.]*, which a run of colons (a HELO
+# of "::::…g" in a Received header reaches is_ip_literal) made retry the tail from every colon:
+# 8,000 colons 0.9 s, 16,000 4.4 s; now 0.1 ms. Splitting at the first colon matches the same strings
+# (whatever precedes any colon that splits them holds no "."), and possessive repeats cannot retry.
+_MAYBE_IP = re.compile(r"[\d.]++|[0-9a-f]*+:[0-9a-f:.]*+|0x[0-9a-f]++", re.IGNORECASE)
 
 
 @lru_cache(maxsize=65536)

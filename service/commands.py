@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from service.config import DEFAULT_PORT, ConfigError, load_config
+from service.config import DEFAULT_PORT, EX_CONFIG, ConfigError, load_config
 
 
 def add_parsers(sub: Any) -> None:
@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:
         print(f"spamgate serve: {exc}", file=sys.stderr)
-        return 2
+        return EX_CONFIG
     if cfg.server.processes > 1:
         from service.workers import run_workers
 

@@ -53,6 +53,11 @@ DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
 
 
+# sysexits.h EX_CONFIG: what ``serve``, ``milter`` and ``check`` exit with on a configuration error
+# (a unit with ``RestartPreventExitStatus=78`` then stops instead of restarting in a loop).
+EX_CONFIG = 78
+
+
 class ConfigError(ValueError):
     """One or more configuration errors, each naming the key."""
 

@@ -44,6 +44,7 @@ _TOP_KEYS = {
     "over_budget_action",
     "unfamiliar_max_action",
     "trusted_authserv_ids",
+    "allow_empty_list_files",
     "thresholds",
     "actions",
     "headers",
@@ -58,6 +59,7 @@ _SECTION_KEYS = {"name", "recipient_domains", "sensitivity", "thresholds", "acti
 class _Errors:
     def __init__(self, path: Path, text: str) -> None:
         self.path, self.lines, self.items = path, text.splitlines(), []  # type: ignore[var-annotated]
+        self.allow_empty_list_files = False  # the policy's own key: an empty list file is meant
 
     def line_of(self, key: str) -> int:
         pat = re.compile(rf"^\s*(?:{re.escape(key)}\s*=|\[+\s*(?:[\w.]*\.)?{re.escape(key)}\s*\]+)")
@@ -168,14 +170,41 @@ def _read_list_file(path: Path, kind: str, target: AddressList, err: _Errors, di
         err.items.append(f"{path}:0: {kind}: cannot read list file: {exc.strerror}")
         return
     digest.update(data)
+    if cut := cut_short(path, data):
+        err.items.append(cut)
+        return
+    entries = 0
     for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
+        entries += 1
         try:
             target.add(kind, entry)
         except ValueError as exc:
             err.items.append(f"{path}:{n}: {kind}: {exc}")
+    if not entries and not err.allow_empty_list_files:
+        err.items.append(
+            f"{path}:0: {kind}: the list file has no entries: an emptied or cut-short file reads the same, "
+            "so it is refused (to mean an empty list, drop the key, or set allow_empty_list_files = true)"
+        )
+
+
+def cut_short(path: Path, data: bytes) -> str | None:
+    """Why ``data`` looks cut short while being written (its last line has no newline), or None.
+
+    A writer caught mid-way (an editor saving in place, ``cp``, a full disk)
+    leaves a file that ends mid-line; the value on that line may even still
+    parse (``0.999`` read as ``0.9``). Replacing a file by renaming a complete
+    new one over it (atomic) never shows a reader such a state.
+    """
+    if not data or data.endswith(b"\n"):
+        return None
+    last = data.count(b"\n") + 1
+    return (
+        f"{path}:{last}: the last line has no newline at its end: the file may have been "
+        "cut short while being written; refused (write a new file, then rename it over this one)"
+    )
 
 
 def _list(raw: Any, where: str, base_dir: Path, err: _Errors, digest: Any) -> AddressList:
@@ -224,13 +253,32 @@ def parse_policy(path: Path) -> Policy:
         data = path.read_bytes()
     except OSError as exc:
         raise PolicyError([f"{path}:0: cannot read: {exc.strerror}"]) from exc
-    text = data.decode("utf-8", "replace")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PolicyError([f"{path}:{line}: not UTF-8 (byte {exc.start}): refused"]) from exc
+    if cut := cut_short(path, data):
+        raise PolicyError([cut])
     err = _Errors(path, text)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise PolicyError([f"{path}:{m.group(1) if m else 0}: not valid TOML: {exc}"]) from exc
+    if not raw:
+        raise PolicyError(
+            [
+                f"{path}:0: the policy file has no settings (empty, or only comments): an emptied or "
+                "cut-short file reads the same, so it is refused; without a policy file the built-in "
+                "policy applies"
+            ]
+        )
+    aelf = raw.get("allow_empty_list_files", False)
+    if isinstance(aelf, bool):
+        err.allow_empty_list_files = aelf
+    else:
+        err.add("allow_empty_list_files", f"must be true or false, got {aelf!r}")
     digest = hashlib.sha256(data)
     for key in raw:
         if key not in _TOP_KEYS:

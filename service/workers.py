@@ -27,11 +27,9 @@ import time
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from service.config import Config
+from service.config import EX_CONFIG, Config
 
 log = logging.getLogger("spamgate.serve")
-
-EX_CONFIG = 78  # sysexits.h: a configuration error (systemd: RestartPreventExitStatus=78)
 
 
 class StopSignals:

@@ -199,7 +199,7 @@ def test_bad_config_is_rejected_with_named_errors(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert r.returncode == 2 and "unknown key 'wokers'" in r.stderr
+    assert r.returncode == 78 and "unknown key 'wokers'" in r.stderr  # EX_CONFIG
 
 
 def _start_serve_process(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:

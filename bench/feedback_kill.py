@@ -5,8 +5,10 @@
 Each round starts ``spamgate serve`` (``service.launch.start_serve``, the
 bundled model, ``[feedback] db`` in a temporary folder, the same file every
 round), and ``--threads`` clients file ``ReportFeedback`` calls as fast as
-they can: unique generated messages by their bytes, and every fourth one by
-the ``verdict_id`` of a verdict just received. At a seeded random moment
+they can: unique generated messages by their bytes, and (one of the threads)
+by the ``verdict_id`` of a verdict just received. Each round first times one
+``Classify`` (``first_classify_ms``: the scoring workers load the model on
+their first message). At a seeded random moment
 (``--min-seconds`` to ``--max-seconds`` after the first acknowledgement) the
 server is killed with SIGKILL. Then:
 
@@ -101,7 +103,7 @@ class Reporter:
                     }
                 )
                 try:
-                    if i % 4 == 0:
+                    if k == 0:  # one thread reports by verdict_id, so a slow Classify never stops the rest
                         v = c.classify(raw)
                         req = pb.FeedbackRequest(verdict_id=v.verdict_id, label=label, reporter=reporter)
                     else:
@@ -167,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as exc:
                 rounds.append({"round": r + 1, "restart_ok": False, "error": str(exc)})
                 break
+            t_first = time.monotonic()
+            with SpamGateClient(f"127.0.0.1:{port}", timeout=60) as c:
+                c.classify(make({"Subject": "first"}))
+            first_ms = round((time.monotonic() - t_first) * 1e3)
             rep = Reporter(f"127.0.0.1:{port}", r + 1, args.threads)
             rep.start()
             rep.first_ack.wait(30)
@@ -190,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 "round": r + 1,
                 "restart_ok": True,
                 "kill_after_s": round(delay, 2),
+                "first_classify_ms": first_ms,
                 "acknowledged": len(rep.acked),
                 "client_errors": rep.errors,
                 "children_at_kill": len(children),
@@ -199,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds.append(row)
             print(
                 f"round {r + 1:2d}: kill after {delay:.2f} s, acknowledged {len(rep.acked)}, "
-                f"lost {check['lost']}, integrity {check['integrity']}, orphans {len(left)}",
+                f"lost {check['lost']}, first classify {first_ms} ms, integrity {check['integrity']}, "
+                f"orphans {len(left)}",
                 flush=True,
             )
 
@@ -214,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "lost": sum(x.get("lost", 0) for x in rounds),
         "integrity_ok": sum(x.get("integrity") == "ok" for x in rounds),
         "orphaned_children": sum(x.get("children_left_after_10s", 0) for x in rounds),
+        "first_classify_ms_max": max((x.get("first_classify_ms", 0) for x in rounds), default=0),
         "stored_messages_at_end": rounds[-1].get("stored_messages") if rounds else 0,
         "per_round": rounds,
     }

@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         ["python", "bench/reload_under_load.py", *(argv if argv is not None else sys.argv[1:])]
     )
     ref = reference_loop_seconds()
+    load_start = round(os.getloadavg()[0], 2)  # this VM's 2 cores are shared
 
     with tempfile.TemporaryDirectory(prefix="spamgate-reload-") as tmp_name:
         tmp = Path(tmp_name)
@@ -305,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "reference_loop_seconds": round(ref, 3),
+        "load_average_1min_start_end": [load_start, round(os.getloadavg()[0], 2)],
         "rate_target": args.rate,
         "classify_calls": st.calls,
         "feedback_calls": st.feedback_calls,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = shlex.join(["python", "bench/soak.py", *(argv if argv is not None else sys.argv[1:])])
     ref = reference_loop_seconds()
+    load_start = round(os.getloadavg()[0], 2)  # this VM's 2 cores are shared
 
     with tempfile.TemporaryDirectory(prefix="spamgate-soak-") as tmp:
         cfg = write_config(Path(tmp) / "soak.toml", {"feedback": {"db": str(Path(tmp) / "feedback.db")}})
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "reference_loop_seconds": round(ref, 3),
+        "load_average_1min_start_end": [load_start, round(os.getloadavg()[0], 2)],
         "rate_target": args.rate,
         "seconds": round(wall, 1),
         "rate_achieved": round(st.calls / wall, 2),

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.lists import address_domain
+from service.lists import address_domain, canonical_domain
 from service.policy import Action, Policy, Settings
 
 _AR_METHOD = re.compile(r"\b(dmarc|dkim)\s*=\s*pass\b([^;]*)", re.IGNORECASE)
@@ -48,7 +48,7 @@ def authenticated_from_domains(headers: list[tuple[str, str]], trusted: frozense
             continue
         for m in _AR_METHOD.finditer(results):
             for prop in _AR_PROP.finditer(m.group(2)):
-                out.add(prop.group(2).strip().strip("@").lower().split("@")[-1])
+                out.add(canonical_domain(prop.group(2).strip().strip("@").split("@")[-1]))
     return out
 
 

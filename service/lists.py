@@ -4,25 +4,104 @@ Lookups are O(1) in the list size: addresses and domains are hash sets (a
 domain lookup walks the host's parent labels, at most ~10 set probes); CIDR
 blocks are sets of network numbers per prefix length, so an IP is checked
 with one probe per prefix length in use (at most 33 for IPv4, 129 for IPv6).
+
+Entries and the values matched against them go through the same
+canonicalisation, so a block entry cannot be slipped past by spelling the
+same address differently (the README states the rules):
+
+- IPs: an ``IPv6:`` prefix (the SMTP address-literal form MTAs pass on) and
+  brackets are dropped; an IPv4-mapped IPv6 address (``::ffff:203.0.113.5``)
+  is the IPv4 address, and a mapped network (``::ffff:203.0.113.0/120``) the
+  IPv4 network; zero-padded octets are decimal (``203.000.113.005`` is
+  ``203.0.113.5``, never octal).
+- Domains: lower case, no trailing dot, internationalised names as their
+  ASCII (``xn--``) form.
+- Addresses: no angle brackets or obsolete source route (``@relay:``), the
+  local part lower-cased, the domain canonical as above.
 """
 
 from __future__ import annotations
 
+import encodings.idna
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 KINDS = ("senders", "sender_domains", "client_ips", "recipients", "from_header_domains")
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DOTTED_QUAD = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
+
+
+def _ascii_label(label: str) -> str:
+    try:
+        return encodings.idna.ToASCII(label).decode("ascii").lower()
+    except UnicodeError:
+        return label  # not a valid IDN label: kept as written (its parents are still canonical)
+
+
+def canonical_domain(domain: str) -> str:
+    """Lower case, without surrounding space or trailing dots, IDN labels in their ``xn--`` form.
+
+    Label by label, so one label that is not a valid IDN cannot keep its parent
+    domain (the part a list entry matches) from being canonical.
+    """
+    d = domain.strip().rstrip(".").lower()
+    if d.isascii():
+        return d
+    return ".".join(_ascii_label(x) if not x.isascii() else x for x in re.split("[.\u3002\uff0e\uff61]", d))
+
 
 def normalize_address(addr: str) -> str:
-    """Lower-cased address without angle brackets or surrounding space."""
-    return addr.strip().strip("<>").strip().lower()
+    """The canonical form of a mail address (see the module docstring)."""
+    a = addr.strip().strip("<>").strip()
+    if a.startswith("@") and ":" in a:
+        a = a.split(":", 1)[1]  # RFC 5321 source route: <@relay.example:user@host>
+    local, at, dom = a.rpartition("@")
+    if not at:
+        return a.lower()
+    return f"{local.lower()}@{canonical_domain(dom)}"
 
 
 def address_domain(addr: str) -> str:
     _, at, dom = normalize_address(addr).rpartition("@")
-    return dom.rstrip(".") if at else ""
+    return dom if at else ""
+
+
+def _strip_ip(text: str) -> str:
+    t = text.strip().strip("[]").strip()
+    if t[:5].lower() == "ipv6:":
+        t = t[5:].strip("[]")
+    return t
+
+
+def _v4_unpadded(text: str) -> str:
+    """``203.000.113.005`` → ``203.0.113.5``, also as the tail of an IPv6 address; else unchanged."""
+    head, sep, tail = text.rpartition(":")
+    m = _DOTTED_QUAD.fullmatch(tail)
+    if m is None:
+        return text
+    return head + sep + ".".join(str(int(o)) for o in m.groups())
+
+
+def canonical_ip(text: str) -> IPAddress:
+    """The address ``text`` names (IPv4 for an IPv4-mapped IPv6 address); raises ValueError."""
+    addr = ipaddress.ip_address(_v4_unpadded(_strip_ip(text)))
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def canonical_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network ``text`` names (an IP is a /32 or /128); an IPv4-mapped one as IPv4; raises ValueError."""
+    t = _strip_ip(text)
+    addr_text, slash, prefix = t.partition("/")
+    net = ipaddress.ip_network(_v4_unpadded(_strip_ip(addr_text)) + slash + prefix.strip(), strict=False)
+    mapped_space = ipaddress.IPv6Network("::ffff:0:0/96")
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(mapped_space):
+        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
+    return net
 
 
 @dataclass
@@ -32,10 +111,10 @@ class DomainSet:
     domains: set[str] = field(default_factory=set)
 
     def add(self, domain: str) -> None:
-        self.domains.add(domain.strip().lower().lstrip("*.").rstrip("."))
+        self.domains.add(canonical_domain(domain.strip().lstrip("*.")))
 
     def match(self, host: str) -> str | None:
-        labels = host.strip().lower().rstrip(".").split(".")
+        labels = canonical_domain(host).split(".")
         for i in range(len(labels)):
             candidate = ".".join(labels[i:])
             if candidate in self.domains:
@@ -56,16 +135,14 @@ class NetworkSet:
 
     def add(self, entry: str) -> None:
         """Add ``192.0.2.7`` or ``192.0.2.0/24``; raises ValueError on a malformed entry."""
-        net = ipaddress.ip_network(entry.strip(), strict=False)
+        net = canonical_network(entry)
         self.by_prefix.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
 
     def match(self, ip: str) -> str | None:
         try:
-            addr = ipaddress.ip_address(ip.strip().strip("[]"))
+            addr = canonical_ip(ip)
         except ValueError:
             return None
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
         value, bits = int(addr), addr.max_prefixlen
         for (version, plen), nets in self.by_prefix.items():
             if version != addr.version:

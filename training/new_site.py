@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from model.artifact import LinearModel
 from training import metrics
 from training.featurize import Featurized
 from training.fit import TrainConfig, fit
@@ -56,20 +57,27 @@ def _join(parts: list[Featurized]) -> tuple[sp.csr_matrix, np.ndarray, set[str]]
     return X, y, digests
 
 
+def fit_without(
+    sites: dict[str, Featurized], name: str, train_cfg: TrainConfig, n_jobs: int = -1
+) -> tuple[LinearModel, np.ndarray]:
+    """The recipe fitted on every site but ``name`` (deduplicated); which of its messages are new."""
+    others = [f for n, f in sites.items() if n != name]
+    X, y, seen = _join(others)
+    # The same message in two training corpora counts once, as in training.train.
+    _, first = np.unique(np.array([d for f in others for d in f.digests]), return_index=True)
+    keep = np.sort(first)
+    result = fit(X[keep], y[keep], train_cfg, n_jobs=n_jobs)
+    return result.model, np.array([d not in seen for d in sites[name].digests], dtype=bool)
+
+
 def score_left_out(
     sites: dict[str, Featurized], train_cfg: TrainConfig, n_jobs: int = -1
 ) -> list[SiteScores]:
     """For each site: fit the recipe on the others (deduplicated), score the site's new messages."""
     out = []
     for name, site in sites.items():
-        others = [f for n, f in sites.items() if n != name]
-        X, y, seen = _join(others)
-        # The same message in two training corpora counts once, as in training.train.
-        _, first = np.unique(np.array([d for f in others for d in f.digests]), return_index=True)
-        keep = np.sort(first)
-        result = fit(X[keep], y[keep], train_cfg, n_jobs=n_jobs)
-        new = np.array([d not in seen for d in site.digests], dtype=bool)
-        probs = result.model.calibration.probability(result.model.margin(site.X[new]))
+        model, new = fit_without(sites, name, train_cfg, n_jobs)
+        probs = model.calibration.probability(model.margin(site.X[new]))
         out.append(SiteScores(name, site.y[new], probs, int((~new).sum())))
     return out
 

@@ -299,10 +299,19 @@ def _url_ip(v: MessageView) -> float:
     return float(any(is_ip_literal(h) for h in v.url_hosts))
 
 
+# A host shown in anchor text. This was (?:https?://)?((?:[\w-]+\.)+[a-z]{2,}), which in a run of
+# labels without a final host part ("a1.a1.a1…") retried the whole run from every label and every
+# character: 200 links with 300-character texts cost 0.35-0.45 s, and 32 KB of text 54-206 s (issue
+# 13). Only the first label of a run can begin the leftmost match (from any later start the same
+# candidates for the last part follow, or fewer), which the look-behinds say; the scheme never changed
+# group 1 (from "http://" on nothing matches before the host). Now 2-14 ms, the same group 1.
+_SHOWN_HOST = re.compile(r"(?<![\w-])(?<![\w-]\.)((?:[\w-]+\.)+[a-z]{2,})")
+
+
 @_rule("LINK_TEXT_HOST_MISMATCH", "Anchor text shows one host, the href goes to another")
 def _link_mismatch(v: MessageView) -> float:
     for link in v.links:
-        shown = re.search(r"(?:https?://)?((?:[\w-]+\.)+[a-z]{2,})", link.text.lower())
+        shown = _SHOWN_HOST.search(link.text.lower())
         if not shown or not link.href.lower().startswith(("http", "www")):
             continue
         real = url_host(link.href)

@@ -16,6 +16,7 @@ from service.policy_file import PolicyHolder
 from service.proto_gen import spamgate_pb2 as pb
 from service.registry import ModelHolder
 from service.server import RunningServer, start_server
+from service.verdict import Request, build_verdict
 from tests.mail import make
 from tests.scoring_hooks import CRASH_MARKER, SPIN_MARKER, misbehave_on_marker
 
@@ -126,3 +127,18 @@ def test_budget_keys_are_validated() -> None:
     cfg = load_config(None, {"limits": {"cpu_budget_ms": 0, "max_bytes": 1000}})
     assert cfg.budget.cpu_budget_ms == 0 and cfg.limits == {"max_bytes": 1000}
     assert load_config(None).budget.processes >= 2
+
+
+def test_scores_from_workers_carry_everything_the_in_process_path_gives(
+    server: RunningServer, client: SpamGateClient
+) -> None:
+    thai = (Path(__file__).resolve().parent / "multilingual" / "ham" / "th" / "01-business.eml").read_bytes()
+    engine = server.engine
+    for raw in (make(), thai, make(body="x" * 700_000)):
+        remote = client.classify(raw)  # scored in a worker process
+        direct = build_verdict(Request(message=raw), engine.holder, engine.policies.current(), 1 << 30)
+        assert remote.spam_probability == pytest.approx(direct.spam_probability, abs=1e-9)
+        assert [r.name for r in remote.reasons] == [r.name for r in direct.reasons]
+        assert list(remote.limits_cut) == list(direct.limits_cut)
+        assert remote.unfamiliar == direct.unfamiliar
+    assert client.classify(thai).unfamiliar

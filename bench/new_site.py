@@ -561,6 +561,10 @@ def _roca(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _thresholds(p: dict[str, float]) -> str:
+    return " / ".join("off" if p.get(a) is None else f"{p[a]:.4g}" for a in ("TAG", "REROUTE", "REJECT"))
+
+
 def render(results: dict[str, Any], command: str) -> str:
     sites = results["sites"]
     lines = [
@@ -589,7 +593,7 @@ def render(results: dict[str, Any], command: str) -> str:
             f"| {_pct(f['ham_rerouted_or_worse_frac'], 2)} ({f['ham_rerouted_or_worse']}) "
             f"| {_pct(f['spam_caught_frac'])} | {_roca(f['one_minus_roca_pct'])} "
             f"| {_pct(f.get('ham_unfamiliar_frac'), 2)} "
-            f"| {' / '.join(f'{t:.4g}' for t in th['p'].values())} ({', '.join(sorted(set(th['set_by'])))}) |"
+            f"| {_thresholds(th['p'])} ({', '.join(sorted(set(th['set_by'])))}) |"
         )
     sa_rows = [(n, r) for n, r in sites.items() if "sample" in r]
     if MULTI in results:
@@ -600,7 +604,8 @@ def render(results: dict[str, Any], command: str) -> str:
             "The same mail for both (spamgate as above; SpamAssassin 4.0.1's shipped rules, no training, "
             "network tests off, `SA_MODE=rules ../shared/peers/run_spamassassin.sh`, flagged at its default "
             "5.0): a seeded sample of each site's scored mail (up to 1,000 ham and 1,000 spam; the "
-            'multilingual set whole). spamgate\'s ham "flagged" = tagged or worse.',
+            'multilingual set whole, spamgate with the thresholds it ships with). spamgate\'s ham "flagged" '
+            "= tagged or worse.",
             "",
             "| new site | sample ham / spam | spamgate ham flagged (rerouted+) | spamgate spam caught "
             "| spamgate 1-ROCA% | SpamAssassin ham flagged | SpamAssassin spam caught "
@@ -637,7 +642,7 @@ def render(results: dict[str, Any], command: str) -> str:
         ]
         for row in m["rows"].values():
             lines.append(
-                f"| {row['thresholds_from']} | {' / '.join(f'{t:.4g}' for t in row['thresholds'].values())} "
+                f"| {row['thresholds_from']} | {_thresholds(row['thresholds'])} "
                 f"| {row['ham_delivered']} of {row['n_ham']} | {row['ham_tagged']} "
                 f"| {row['ham_rerouted_or_worse']} | {row['spam_caught']} of {row['n_spam']} "
                 f"| {_roca(row['one_minus_roca_pct'])} | {row.get('ham_unfamiliar', '-')} |"

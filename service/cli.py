@@ -22,7 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        message = f"unrecognized arguments: {' '.join(extra)}"
+        usage_error = getattr(args, "usage_error", None)  # a command whose exit codes mean something else
+        if usage_error is not None:
+            usage_error(message)
+        parser.error(message)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:

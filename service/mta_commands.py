@@ -1,16 +1,77 @@
-"""``spamgate milter`` and ``spamgate check``: the MTA hooks' command lines."""
+"""``spamgate milter`` and ``spamgate check``: the MTA hooks' command lines.
+
+A configuration error is never treated as an outage: a bad argument, server
+address, socket, policy or model makes ``check`` exit 78 (EX_CONFIG) and the
+milter refuse to start, each with a one-line reason on stderr. Only a
+failure of the service itself (unreachable, timed out, an error status, a
+failure while scoring in-process) follows ``--fail-mode``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
+from service.config import EX_CONFIG
 from service.mta import FAIL_MODES
 
 # Exit codes of ``spamgate check`` (procmail/maildrop branch on them).
 EXIT_CODES = {"DELIVER": 0, "TAG": 1, "REROUTE": 2, "REJECT": 3, "DELETE": 4}
 EX_TEMPFAIL = 75  # sysexits.h: the MTA retries later
+# gRPC target schemes passed through as written (anything else must be host:port).
+_TARGET_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+
+
+class ConfigProblem(ValueError):
+    """A configuration error of an MTA hook (one line, shown as is)."""
+
+
+def _one_line(errors: list[str]) -> str:
+    return "; ".join(e.strip() for e in errors)
+
+
+def check_server_address(target: str) -> None:
+    """Raise ``ConfigProblem`` unless ``target`` is host:port (or a gRPC target with a scheme)."""
+    if not target or any(c.isspace() for c in target):
+        raise ConfigProblem(f"--server {target!r}: must be HOST:PORT")
+    if target.startswith(_TARGET_SCHEMES):
+        return
+    host, colon, port = target.rpartition(":")
+    if not colon or not host.strip("[]") or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigProblem(f"--server {target!r}: must be HOST:PORT with a port in 1..65535")
+
+
+def check_milter_socket(spec: str) -> None:
+    """Raise ``ConfigProblem`` unless ``spec`` is inet:PORT[@HOST], inet6:PORT[@HOST] or unix:/PATH."""
+    kind, colon, rest = spec.partition(":")
+    if colon and kind in ("inet", "inet6"):
+        port = rest.partition("@")[0]
+        if port.isdigit() and 1 <= int(port) <= 65535:
+            return
+        raise ConfigProblem(f"--socket {spec!r}: the port must be in 1..65535")
+    path = rest if colon and kind in ("unix", "local") else spec if spec.startswith("/") else ""
+    if not path:
+        raise ConfigProblem(f"--socket {spec!r}: must be inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH")
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ConfigProblem(f"--socket {spec!r}: no folder {str(folder)!r} for the socket")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigProblem(f"--socket {spec!r}: cannot create the socket in {str(folder)!r} (permission)")
+
+
+def _usage_error(command: str) -> Callable[[str], NoReturn]:
+    """An argparse ``error`` that exits EX_CONFIG with one line: ``check``'s exit 2 means REROUTE."""
+
+    def error(message: str) -> NoReturn:
+        print(f"spamgate {command}: configuration error: {message}", file=sys.stderr)
+        sys.exit(EX_CONFIG)
+
+    return error
 
 
 def add_parsers(sub: Any) -> None:
@@ -44,7 +105,8 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--client-ip", default="")
     c.add_argument("--mail-from", default="")
     c.add_argument("--rcpt", action="append", default=[])
-    c.set_defaults(func=cmd_check)
+    c.set_defaults(func=cmd_check, usage_error=_usage_error("check"))
+    setattr(c, "error", _usage_error("check"))  # noqa: B010 (a method override mypy would refuse)
 
 
 def cmd_milter(args: argparse.Namespace) -> int:
@@ -55,33 +117,47 @@ def cmd_milter(args: argparse.Namespace) -> int:
             f"spamgate milter: pymilter is not installed ({exc}); `make setup` installs it", file=sys.stderr
         )
         return 2
+    import milter
+
     from service.logs import setup_logging
 
     try:
+        check_server_address(args.server)
+        check_milter_socket(args.socket)
         cfg = MilterConfig(
             args.server, args.timeout, args.fail_mode, args.max_bytes, not args.no_status_header
         )
-    except ValueError as exc:
-        print(f"spamgate milter: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # ConfigProblem included
+        print(f"spamgate milter: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
     setup_logging("json")
     print(f"spamgate milter on {args.socket} → {args.server} (fail mode {args.fail_mode})", flush=True)
-    run(args.socket, cfg)
+    try:
+        run(args.socket, cfg)
+    except milter.error as exc:
+        print(f"spamgate milter: cannot start on {args.socket}: {exc} (in use?)", file=sys.stderr)
+        return 2
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import grpc
-
+    """Exit codes: 0-4 the verdict (``EXIT_CODES``), 75 unavailable in tempfail mode, 78 configuration."""
     from service.mta import plan, rewrite_message, unscanned_status
 
+    try:
+        classify = _prepare(args)
+    except ConfigProblem as exc:
+        print(f"spamgate check: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
     raw = sys.stdin.buffer.read()
     try:
-        resp = _classify(args, raw)
-    except (grpc.RpcError, OSError, ValueError) as exc:
+        resp = classify(raw)
+    except Exception as exc:  # the filter failed on this message: the fail mode decides
+        why = _failure(exc)
         if args.fail_mode == "tempfail":
-            print(f"spamgate check: {exc}", file=sys.stderr)
+            print(f"spamgate check: spam filter unavailable ({why}); exit 75, retry later", file=sys.stderr)
             return EX_TEMPFAIL
+        print(f"spamgate check: spam filter unavailable ({why}); passed unscanned", file=sys.stderr)
         name, value = unscanned_status("spam filter unavailable")
         sys.stdout.buffer.write(f"{name}: {value}\n".encode() + raw)
         return 0
@@ -91,26 +167,57 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_CODES[p.action]
 
 
-def _classify(args: argparse.Namespace, raw: bytes) -> Any:
+def _failure(exc: BaseException) -> str:
+    import grpc
+
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return f"{exc.code().name}: {exc.details()}"
+    return re.sub(r"\s+", " ", f"{type(exc).__name__}: {exc}")[:300]
+
+
+def _prepare(args: argparse.Namespace) -> Callable[[bytes], Any]:
+    """Check everything that is configuration; return the call that scores one message.
+
+    Raises ``ConfigProblem``: nothing here depends on whether the service is up.
+    """
     from service.client import SpamGateClient, envelope
 
+    if not args.timeout > 0:
+        raise ConfigProblem(f"--timeout must be > 0, got {args.timeout}")
     env = envelope(args.client_ip, "", args.mail_from, args.rcpt)
     if args.server:
-        with SpamGateClient(args.server, timeout=args.timeout) as c:
-            return c.classify(raw, env)
-    from pathlib import Path
+        check_server_address(args.server)
+        if args.policy:
+            raise ConfigProblem(
+                "--policy is for in-process scoring; with --server the server's policy applies"
+            )
 
-    from service.config import load_config
+        def remote(raw: bytes) -> Any:
+            with SpamGateClient(args.server, timeout=args.timeout) as c:
+                return c.classify(raw, env)
+
+        return remote
+    from model.artifact import ArtifactError
+    from service.config import ConfigError, load_config
+    from service.policy import PolicyError
     from service.policy_file import PolicyHolder
     from service.proto_gen import spamgate_pb2 as pb
     from service.registry import ModelHolder
     from service.server import Engine, request_from_proto, verdict_to_proto
 
-    cfg = load_config(None, {"model": {"path": args.model}, "policy": {"file": args.policy}})
-    holder = ModelHolder()
-    holder.load(cfg.model_path)
-    engine = Engine(
-        holder, PolicyHolder(Path(args.policy) if args.policy else None), cfg.server.max_message_bytes
-    )
-    req = pb.ClassifyRequest(message=raw, envelope=env)
-    return verdict_to_proto(engine.classify(request_from_proto(req), "check"))
+    try:
+        cfg = load_config(None, {"model": {"path": args.model}, "policy": {"file": args.policy}})
+        holder = ModelHolder()
+        holder.load(cfg.model_path)
+        policies = PolicyHolder(Path(args.policy) if args.policy else None)
+    except (ConfigError, PolicyError) as exc:
+        raise ConfigProblem(_one_line(exc.errors)) from exc
+    except (ArtifactError, OSError) as exc:
+        raise ConfigProblem(f"model {args.model or 'bundled'}: {exc}") from exc
+    engine = Engine(holder, policies, cfg.server.max_message_bytes)
+
+    def local(raw: bytes) -> Any:
+        req = pb.ClassifyRequest(message=raw, envelope=env)
+        return verdict_to_proto(engine.classify(request_from_proto(req), "check"))
+
+    return local

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -108,9 +109,13 @@ def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False, 
     try:
         running = start_server(cfg, holder, reuse_port=reuse_port)
     except PolicyError as exc:  # the file changed for the worse since the configuration was checked
-        print(f"spamgate serve: {'; '.join(exc.errors)}", file=sys.stderr)
+        print(f"spamgate serve: configuration error: {'; '.join(exc.errors)}", file=sys.stderr)
         return EX_CONFIG
-    except (OSError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, sqlite3.Error) as exc:
+        # a key file that is unreadable or no key, a feedback database that cannot be opened, ...
+        print(f"spamgate serve: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except (OSError, RuntimeError) as exc:  # e.g. the port is taken
         print(f"spamgate serve: cannot start: {exc}", file=sys.stderr)
         return 2
     handled_hups = signals.hups  # the policy was read just now
@@ -141,6 +146,7 @@ def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False, 
             scorer = holder.load(cfg.model_path)
         except Exception as exc:
             log.error("model failed to load", extra={"path": str(cfg.model_path), "error": str(exc)})
+            print(f"spamgate serve: configuration error: model {cfg.model_path}: {exc}", file=sys.stderr)
             load_failed.append(str(exc))
             return
         log.info("model loaded", extra={"version": scorer.version, "path": str(cfg.model_path)})
@@ -154,7 +160,8 @@ def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False, 
             # Off the main thread: reloading reads files and may load a model.
             threading.Thread(target=reload, name="reload", daemon=True).start()
         signals.nap()
-    code = 2 if load_failed and not signals.stopping else 0
+    # The configured model cannot be served (damaged, unsigned, foreign features): a configuration error.
+    code = EX_CONFIG if load_failed and not signals.stopping else 0
     grace = cfg.server.grace_seconds if code == 0 else 0.0
     if code == 0:
         log.info(
@@ -272,5 +279,7 @@ def run_workers(cfg: Config) -> int:
     # A worker stopped by the SIGTERM we forwarded before it installed its handler is a clean stop too.
     clean = (0, -signal.SIGTERM) if signals.stopping and not failed else (0,)
     code = 0 if all(w.pid is None or w.exitcode in clean for w in workers) else 1
+    if any(w.exitcode == EX_CONFIG for w in workers):
+        code = EX_CONFIG
     log.info("stopped", extra={"exitcodes": [w.exitcode for w in workers]})
     _exit_now(code)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from model.artifact import Artifact
 from service.mta import Plan, rewrite_message, tagged_subject
@@ -50,13 +53,118 @@ def test_check_exit_codes(tmp_path: Path, small_model: Artifact) -> None:
     )
 
 
+VERDICT_POLICY = """\
+[thresholds]
+tag = 0.5
+reroute = "off"
+reject = "off"
+delete = "off"
+[actions]
+reroute_to = "quarantine@example.net"
+[block]
+senders = ["spammer@evil.example"]
+[[domain]]
+name = "rerouting"
+recipient_domains = ["rr.example"]
+[domain.thresholds]
+reroute = 0.5
+"""
+
+
+def test_check_exit_code_per_verdict(tmp_path: Path, small_model: Artifact) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(VERDICT_POLICY)
+    base = ["--model", str(small_model.path), "--policy", str(policy)]
+    gtube = make({"Subject": "test"}, body=GTUBE + "\n")
+    r = run(base, gtube)
+    assert r.returncode == 1 and b"Subject: [SPAM] test" in r.stdout, r.stderr  # TAG
+    r = run([*base, "--rcpt", "x@rr.example"], gtube)
+    assert r.returncode == 2 and b"X-Spam-Reroute-To: quarantine@example.net" in r.stdout, r.stderr
+    r = run([*base, "--mail-from", "<Spammer@Evil.Example.>"], make())
+    assert r.returncode == 4 and b"X-Spam-Action: DELETE" in r.stdout, r.stderr
+    r = run(base, make({"Subject": "lunch"}, body="See you at noon by the fountain.\n"))
+    assert r.returncode == 0 and b"X-Spam-Status: No" in r.stdout, r.stderr
+    assert r.stderr == b""
+
+
+def _damaged_model(tmp_path: Path, small_model: Artifact) -> Path:
+    assert small_model.path is not None
+    copy = tmp_path / "damaged-model"
+    shutil.copytree(small_model.path, copy)
+    weights = copy / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    return copy
+
+
+def test_a_configuration_error_is_exit_78_never_an_outage(tmp_path: Path, small_model: Artifact) -> None:
+    """Exit 78 (EX_CONFIG) with one line on stderr and nothing on stdout, whatever the fail mode."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('sensitivity = "paranoid"\n')
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    model = ["--model", str(small_model.path)]
+    cases = {
+        "bad policy": ([*model, "--policy", str(bad)], "unknown preset 'paranoid'"),
+        "empty policy": ([*model, "--policy", str(empty)], "no settings"),
+        "missing policy": ([*model, "--policy", str(tmp_path / "nope.toml")], "cannot read"),
+        "missing model": (["--model", str(tmp_path / "nope")], "no model there"),
+        "damaged model": (["--model", str(_damaged_model(tmp_path, small_model))], "weights.npz"),
+        "unknown argument": ([*model, "--bogus"], "unrecognized arguments: --bogus"),
+        "bad value": ([*model, "--timeout", "soon"], "invalid float value"),
+        "bad fail mode": ([*model, "--fail-mode", "maybe"], "invalid choice"),
+        "zero timeout": ([*model, "--timeout", "0"], "--timeout must be > 0"),
+        "server and model": (["--server", "127.0.0.1:1", *model], "not allowed with"),
+        "server without port": (["--server", "localhost"], "must be HOST:PORT"),
+        "server with policy": (
+            ["--server", "127.0.0.1:1", "--policy", str(bad)],
+            "--policy is for in-process",
+        ),
+    }
+    for case, (args, why) in cases.items():
+        # open is the mode that used to deliver unscanned; tempfail once, for the issue's case
+        for mode in ("open", "tempfail") if case == "bad policy" else ("open",):
+            r = run([*args, "--fail-mode", mode] if case != "bad fail mode" else args, make())
+            err = r.stderr.decode()
+            assert r.returncode == 78, (case, mode, r.returncode, err)
+            assert err.startswith("spamgate check: configuration error:") and why in err, (case, err)
+            assert err.count("\n") == 1 and r.stdout == b"", (case, err)
+
+
+def test_milter_refuses_to_start_on_a_configuration_error(tmp_path: Path) -> None:
+    pytest.importorskip("Milter")
+    cases = {
+        "socket kind": (["--socket", "tcp:8894"], "must be inet:PORT@HOST"),
+        "socket port": (["--socket", "inet:88940@127.0.0.1"], "port must be in 1..65535"),
+        "socket folder": (["--socket", f"unix:{tmp_path}/no/such/dir/milter.sock"], "no folder"),
+        "server": (["--server", "127.0.0.1"], "must be HOST:PORT"),
+        "timeout": (["--timeout", "0"], "timeout must be > 0"),
+        "max bytes": (["--max-bytes", "10"], "max_bytes must be >= 1024"),
+    }
+    for case, (args, why) in cases.items():
+        r = subprocess.run(
+            [sys.executable, "-m", "service.cli", "milter", "--socket", "inet:18894@127.0.0.1", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 78, (case, r.returncode, r.stderr)
+        assert r.stderr.startswith("spamgate milter: configuration error:") and why in r.stderr, (
+            case,
+            r.stderr,
+        )
+        assert "spamgate milter on" not in r.stdout, case
+
+
 def test_check_fail_modes() -> None:
     msg = make()
     r = run(["--server", "127.0.0.1:1", "--timeout", "1"], msg)
-    assert r.returncode == 75 and b"spamgate check" in r.stderr
+    assert r.returncode == 75 and b"spamgate check: spam filter unavailable (UNAVAILABLE" in r.stderr
+    assert r.stdout == b""
     r = run(["--server", "127.0.0.1:1", "--timeout", "1", "--fail-mode", "open"], msg)
     assert (
         r.returncode == 0
         and r.stdout.startswith(b"X-Spam-Status: Unknown, not scanned")
         and r.stdout.endswith(msg)
     )
+    assert b"passed unscanned" in r.stderr  # said, not silent

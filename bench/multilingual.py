@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     holder = ModelHolder()
     scorer = holder.load(args.model)
     records = score_all(holder)
-    resolved = Policy().settings.resolve(scorer.artifact.operating_points)
+    resolved = Policy().settings.resolve(scorer.artifact.policy_points)
     thresholds = "default policy (balanced): " + "; ".join(
         f"{a.name} at p >= {p:.4g}" for a, p, _ in resolved
     )

@@ -110,7 +110,12 @@ def test_unknown_policy_is_invalid(client: SpamGateClient) -> None:
 def test_model_info(client: SpamGateClient) -> None:
     info = client.model_info()
     assert info.model_version and info.feature_version.startswith("sg-features")
-    assert {"aggressive", "balanced", "lenient"} <= {p.name for p in info.operating_points}
+    assert {"fpr_1%", "fpr_0.1%", "fpr_0.01%"} <= {p.name for p in info.operating_points}
+    assert not {"aggressive", "balanced", "lenient"} & {p.name for p in info.operating_points}
+    assert info.site_reports == 0 and info.new_site_operating_points
+    new_tag = next(p for p in info.new_site_operating_points if p.target_fpr == 0.01)
+    own_tag = next(p for p in info.operating_points if p.target_fpr == 0.01)
+    assert new_tag.threshold >= own_tag.threshold  # the highest over the left-out sites
     assert info.training_messages > 1000
 
 

@@ -254,8 +254,10 @@ class ScoringPool:
         self._live: set[_Worker] = set()
         self._closed = False
         self.killed = 0  # workers killed over budget (for metrics and tests)
+        self.model_loads = 0  # models loaded by workers (each worker once per model, when warmed)
         self.on_kill: list[Callable[[str], None]] = []
         self._headers: dict[tuple[int, int], tuple[Scorer, bytes]] = {}
+        self._warm_with: Scorer | None = None  # the model every new worker loads before it serves
         # Started off the caller's thread (forking from the fork server and importing there takes
         # ~1 s on this VM): the server binds and answers Health at once, and a request that comes
         # before the first worker is up waits for it within its deadline.
@@ -272,6 +274,34 @@ class ScoringPool:
                 log.exception("could not start a scoring worker")
                 self._replace_later()
         self._ready.set()
+
+    def warm(self, scorer: Scorer, timeout: float = 120.0) -> None:
+        """Have every worker load ``scorer``'s model now, not on its first message.
+
+        Without it the first message each worker scored after a start paid the
+        model load: 3-5 s for the first Classify after a restart on a busy
+        2-core VM (RELIABILITY.md, soak), which a milter with a 5 s timeout
+        would have turned into a tempfail. The server reports SERVING only
+        after this; workers started later (replacing a killed one) load the
+        same model before they join the pool.
+        """
+        self._warm_with = scorer
+        self.wait_ready(timeout)
+        for _ in range(self.processes):
+            try:
+                worker = self._idle.get(timeout=timeout)
+            except queue.Empty:
+                log.warning("a scoring worker was not free to load the model; it will on first use")
+                return
+            self._prime(worker, scorer)
+
+    def _prime(self, worker: _Worker, scorer: Scorer) -> None:
+        """Score an empty message on ``worker`` (loading the model); it rejoins the idle queue."""
+        try:
+            worker.conn.send_bytes(self._header(scorer, 0) + b"\n")
+            self._await(worker, None, time.monotonic())
+        except (OSError, ScoringAborted, DeadlinePassed):
+            log.warning("a scoring worker failed to load the model; replaced")
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until every first worker was started (or failed to); True if it happened in time."""
@@ -318,6 +348,8 @@ class ScoringPool:
                 return
             if self._closed:
                 new.kill()
+            elif self._warm_with is not None:
+                self._prime(new, self._warm_with)  # joins the idle queue once it has the model
             else:
                 self._idle.put(new)
 
@@ -397,6 +429,7 @@ class ScoringPool:
                     raise ScoringAborted("SCORER_FAILED", "the scoring worker died") from None
                 if answer.get("loaded"):
                     worker.cpu_mark = float(answer["cpu"])  # the model load is not the message's cost
+                    self.model_loads += 1
                     begun = time.monotonic()
                     wall_cap = begun + WALL_FACTOR * self.budget + 1.0
                     left = self.budget

@@ -142,3 +142,14 @@ def test_scores_from_workers_carry_everything_the_in_process_path_gives(
         assert list(remote.limits_cut) == list(direct.limits_cut)
         assert remote.unfamiliar == direct.unfamiliar
     assert client.classify(thai).unfamiliar
+
+
+def test_workers_load_the_model_before_the_server_says_serving(server: RunningServer) -> None:
+    assert server.pool is not None
+    # The fixture loaded the model: every worker loaded it then, before Health said SERVING.
+    assert server.pool.model_loads >= server.pool.processes
+    loads = server.pool.model_loads
+    with SpamGateClient(f"127.0.0.1:{server.port}", timeout=20) as c:
+        for _ in range(2 * server.pool.processes):
+            c.classify(make())
+    assert server.pool.model_loads == loads  # no message paid for a model load

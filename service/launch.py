@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
-
-from service.client import SpamGateClient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,13 +46,18 @@ def start_serve(
         raise RuntimeError(f"spamgate serve did not start (exit {proc.wait()}): {line!r}")
     port = int(line.rsplit(":", 1)[1])
     deadline = time.time() + timeout
-    with SpamGateClient(f"127.0.0.1:{port}") as c:
+    # Ready means Health says SERVING: the model is loaded in the server and in every scoring worker
+    # (GetModelInfo answers as soon as the server has it, before the workers do).
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                c.model_info(timeout=2)
-                return proc, port
+                status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return proc, port
             except grpc.RpcError:
-                if proc.poll() is not None or time.time() > deadline:
-                    proc.kill()
-                    raise RuntimeError(f"spamgate serve on port {port} never loaded a model") from None
-                time.sleep(0.1)
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"spamgate serve on port {port} never became SERVING") from None
+            time.sleep(0.1)

@@ -161,6 +161,20 @@ def policy_info(
     )
 
 
+def _points_pb(points: list[dict[str, Any]]) -> list[pb.OperatingPoint]:
+    return [
+        pb.OperatingPoint(
+            name=p["name"],
+            target_fpr=p["target_fpr"],
+            threshold=p["threshold"],
+            fpr=p["fpr"],
+            catch_rate=p["catch"],
+            extrapolated=bool(p.get("extrapolated", False)),
+        )
+        for p in points
+    ]
+
+
 def model_info(holder: ModelHolder, policy_version: str = "") -> pb.ModelInfo:
     art = holder.current().artifact
     m = art.manifest
@@ -171,27 +185,8 @@ def model_info(holder: ModelHolder, policy_version: str = "") -> pb.ModelInfo:
         created=str(m.get("created", "")),
         training_messages=int(m.get("training", {}).get("messages", 0)),
         corpora=[f"{c['name']} ({c['ham']}/{c['spam']})" for c in m.get("training", {}).get("corpora", [])],
-        operating_points=[
-            pb.OperatingPoint(
-                name=p["name"],
-                target_fpr=p["target_fpr"],
-                threshold=p["threshold"],
-                fpr=p["fpr"],
-                catch_rate=p["catch"],
-            )
-            for p in art.operating_points
-        ],
-        new_site_operating_points=[
-            pb.OperatingPoint(
-                name=p["name"],
-                target_fpr=p["target_fpr"],
-                threshold=p["threshold"],
-                fpr=p["fpr"],
-                catch_rate=p["catch"],
-                extrapolated=bool(p.get("extrapolated", False)),
-            )
-            for p in art.new_site_operating_points
-        ],
+        operating_points=_points_pb(art.operating_points),
+        new_site_operating_points=_points_pb(art.new_site_operating_points),
         site_reports=art.site_reports,
         validation_one_minus_roca_pct=float(val.get("one_minus_roca_pct", 0.0)),
         validation_roc_auc=float(val.get("roc_auc", 0.0)),

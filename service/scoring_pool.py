@@ -164,7 +164,10 @@ def worker_main(conn: Connection, init: Callable[[], None] | None) -> None:
         init()
     scorer: Scorer | None = None
     loaded_key = b""
-    conn.send_bytes(json.dumps({"ready": True, "cpu": time.process_time()}).encode())
+    try:
+        conn.send_bytes(json.dumps({"ready": True, "cpu": time.process_time()}).encode())
+    except OSError:
+        return  # the server stopped while this worker started: nothing to serve
     while True:
         try:
             job = conn.recv_bytes()
@@ -186,7 +189,10 @@ def worker_main(conn: Connection, init: Callable[[], None] | None) -> None:
         except Exception as exc:  # a best-effort answer for the parent, which decides
             out = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         out["cpu"] = time.process_time()
-        conn.send_bytes(json.dumps(out).encode())
+        try:
+            conn.send_bytes(json.dumps(out).encode())
+        except OSError:
+            return  # the server is gone (or gave up on this worker and closed the pipe)
 
 
 def _proc_cpu_seconds(pid: int) -> float | None:

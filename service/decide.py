@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from model.parse import parse_address
 from service.lists import address_domain, canonical_domain
 from service.policy import Action, Policy, Settings
 
@@ -152,10 +153,18 @@ def decide_groups(
 
 
 def from_domain_of(headers: list[tuple[str, str]]) -> str:
-    """Domain of the From header's address ('' when none)."""
-    import email.utils
+    """Domain of the From header's address ('' when none), read as the features read it.
 
+    ``model.parse.parse_address``, not ``email.utils.parseaddr``: the stdlib
+    parser runs in the server process, outside the scoring budget, and raised
+    RecursionError on a From of 1,000 ``(`` (no verdict at all: INTERNAL) and
+    took 0.25 s on 60 KB of ``@``; it also disagreed with the features on
+    ``alerts@bank.example <x@evil.example>`` (it said bank.example, where the
+    mailbox that receives replies is evil.example), and this domain decides
+    the authenticated-From allow list.
+    """
     for name, value in headers:
         if name.lower() == "from":
-            return address_domain(email.utils.parseaddr(value)[1])
+            addr = parse_address(value)
+            return address_domain(addr.address) if addr is not None else ""
     return ""

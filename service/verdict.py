@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from service.decide import GroupVerdict, decide_groups, from_domain_of, from_hea
 from service.policy import Action, Policy, Settings
 from service.registry import ModelHolder, NoModelError
 from service.scoring_pool import DeadlinePassed, ScoringAborted, ScoringBusy, ScoringPool
+
+log = logging.getLogger("spamgate.verdict")
 
 # The standard anti-spam test string (SpamAssassin's GTUBE): a message holding it
 # scores 1.0 whatever the model says, so admins can test their whole chain
@@ -180,8 +183,12 @@ def build_verdict(
     def from_check() -> str | None:
         if not len(policy.allow.from_header_domains):
             return None
-        headers = parse_message(request.message, _HEADER_LIMITS).headers
-        return from_header_allowed(policy, headers, from_domain_of(headers))
+        try:
+            headers = parse_message(request.message, _HEADER_LIMITS).headers
+            return from_header_allowed(policy, headers, from_domain_of(headers))
+        except Exception:  # an allow list only ever allows: a header it cannot read allows nothing
+            log.warning("From header not readable for the allow list", extra={"cid": request.correlation_id})
+            return None
 
     groups = recipient_groups(policy, env.client_ip, env.mail_from, env.rcpt_to, from_check)
     needs_model = any(g.list_action is None for g in groups)

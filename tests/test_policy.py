@@ -14,7 +14,7 @@ import pytest
 from model.artifact import Artifact
 from service.client import SpamGateClient, envelope
 from service.config import load_config, with_server
-from service.decide import authenticated_from_domains
+from service.decide import authenticated_from_domains, from_domain_of
 from service.lists import AddressList
 from service.policy import Action, Policy, PolicyError, threshold_for_fpr
 from service.policy_file import PolicyHolder, parse_policy
@@ -190,6 +190,23 @@ from_header_domains = ["bank.example"]
         [("Authentication-Results", "mx.example.net; dmarc=pass header.from=a.example")],
         frozenset({"mx.example.net"}),
     ) == {"a.example"}
+
+
+def test_from_allow_reads_the_mailbox_the_features_read(holder: ModelHolder, tmp_path: Path) -> None:
+    pol = parse_policy(
+        write(
+            tmp_path,
+            'trusted_authserv_ids = ["mx.example.net"]\n[allow]\nfrom_header_domains = ["bank.example"]\n',
+        )
+    )
+    ar = ("Authentication-Results", "mx.example.net; dmarc=pass header.from=bank.example")
+    # The display text names the bank, the mailbox is the attacker's: never allowed as the bank.
+    assert from_domain_of([("From", "alerts@bank.example <x@evil.example>")]) == "evil.example"
+    assert verdict(holder, pol, make({"From": "alerts@bank.example <x@evil.example>"}, extra=[ar])).scanned
+    assert not verdict(holder, pol, make({"From": "Bank <alerts@bank.example>"}, extra=[ar])).scanned
+    # From headers that broke the stdlib parser (RecursionError → no verdict) get one.
+    for hostile in ("(" * 1000, "a:" * 1000, "@" * 60000):
+        assert verdict(holder, pol, make({"From": hostile}, extra=[ar])).scanned
 
 
 def test_from_header_allow_requires_trusted_hosts(tmp_path: Path) -> None:

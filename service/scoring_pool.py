@@ -63,10 +63,12 @@ log = logging.getLogger("spamgate.scoring")
 # it is treated as stuck: on a machine with more busy processes than cores a worker gets a fraction
 # of a core, and a normal message must not be blamed for that.
 WALL_FACTOR = 4.0
-# How long a caller waits for a free worker when it has no deadline of its own. Every job ends
-# within its budget, so the wait is bounded anyway; this keeps a caller from queueing forever
-# behind a flood.
-DEFAULT_QUEUE_SECONDS = 30.0
+# How long a caller waits for a free worker (or less, within its own deadline). Ordinary mail
+# holds a worker for about a millisecond, so a wait this long means every worker is busy with
+# messages that cost hundreds of ms: the pool is under attack or overloaded, and a quick
+# RESOURCE_EXHAUSTED (the MTA retries later) beats holding the connection. The attack review
+# measured ordinary mail waiting 4.9 s behind four over-budget messages with a 30 s wait.
+DEFAULT_QUEUE_SECONDS = 2.0
 # Scheduling priority of scoring workers relative to the server process (see worker_main).
 WORKER_NICE = 5
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -244,6 +246,7 @@ class ScoringPool:
         cpu_budget_ms: int,
         init: Callable[[], None] | None = None,
         queue_seconds: float = DEFAULT_QUEUE_SECONDS,
+        max_waiting: int = 6,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
@@ -252,6 +255,12 @@ class ScoringPool:
         self.processes = processes
         self.budget = cpu_budget_ms / 1000.0
         self.queue_seconds = queue_seconds
+        # Callers allowed to wait for a worker at once; more are refused at once. Each waiting
+        # caller holds one of the server's RPC threads, so the server passes workers - 2: two
+        # threads always stay free for Health and for refusing (with 16 waiting callers on 8
+        # threads, Health/Check took 9.5 s in the attack review).
+        self.max_waiting = max_waiting
+        self._waiting = 0
         self._init = init
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(["model.scoring", "service.scoring_pool"])
@@ -388,13 +397,25 @@ class ScoringPool:
             raise ScoringBusy("the scoring pool is closed")
         start = time.monotonic()
         deadline = start + time_remaining if time_remaining is not None else None
-        wait = self.queue_seconds if deadline is None else max(0.0, deadline - start)
+        wait = self.queue_seconds if deadline is None else max(0.0, min(self.queue_seconds, deadline - start))
         try:
-            worker = self._idle.get(timeout=wait)
+            worker = self._idle.get_nowait()
         except queue.Empty:
-            if deadline is not None:
-                raise DeadlinePassed("deadline passed while waiting for a scoring worker") from None
-            raise ScoringBusy(f"no scoring worker free within {wait:g} s") from None
+            with self._lock:
+                if self._waiting >= self.max_waiting:
+                    raise ScoringBusy(
+                        f"every scoring worker is busy and {self._waiting} requests wait already"
+                    ) from None
+                self._waiting += 1
+            try:
+                worker = self._idle.get(timeout=wait)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlinePassed("deadline passed while waiting for a scoring worker") from None
+                raise ScoringBusy(f"no scoring worker free within {wait:g} s") from None
+            finally:
+                with self._lock:
+                    self._waiting -= 1
         # The parser reads at most max_bytes; one more byte tells it the message was longer.
         body = raw[: scorer.artifact.features.limits.max_bytes + 1]
         try:

@@ -444,7 +444,12 @@ def start_server(
         ),
         watcher=watcher,
         pool=(
-            ScoringPool(cfg.budget.processes, cfg.budget.cpu_budget_ms, init=scoring_init)
+            ScoringPool(
+                cfg.budget.processes,
+                cfg.budget.cpu_budget_ms,
+                init=scoring_init,
+                max_waiting=max(1, cfg.server.workers - 2),
+            )
             if cfg.budget.cpu_budget_ms
             else None
         ),

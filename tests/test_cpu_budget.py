@@ -153,3 +153,34 @@ def test_workers_load_the_model_before_the_server_says_serving(server: RunningSe
         for _ in range(2 * server.pool.processes):
             c.classify(make())
     assert server.pool.model_loads == loads  # no message paid for a model load
+
+
+def test_a_saturated_pool_refuses_at_once_instead_of_queueing_everyone() -> None:
+    from model.bundled import bundled_model_path
+    from service.scoring_pool import ScoringBusy, ScoringPool
+
+    holder = ModelHolder()
+    scorer = holder.load(bundled_model_path())
+    with ScoringPool(1, BUDGET_MS, init=misbehave_on_marker, max_waiting=1, queue_seconds=5) as pool:
+        pool.warm(scorer)
+        results: dict[str, object] = {}
+
+        def call(name: str) -> None:
+            try:
+                results[name] = pool.score(scorer, SPIN, 5)
+            except Exception as exc:
+                results[name] = exc
+
+        holding = threading.Thread(target=call, args=("holding",))
+        holding.start()
+        time.sleep(0.1)  # the only worker spins
+        waiting = threading.Thread(target=call, args=("waiting",))
+        waiting.start()
+        time.sleep(0.1)  # one caller waits: the most allowed
+        t = time.monotonic()
+        with pytest.raises(ScoringBusy):
+            pool.score(scorer, make(), 5)
+        assert time.monotonic() - t < 0.1  # refused at once, not after the queue wait
+        holding.join(15)
+        waiting.join(15)
+        assert not holding.is_alive() and not waiting.is_alive()

@@ -131,19 +131,30 @@ def scoring_rate(
 
 
 def peer_results(peers: Path = PEERS) -> list[dict[str, str]]:
-    """Rows of the peers' ``results.md`` table."""
+    """Rows of the peers' ``results.md`` accuracy table (the one with a ``peer`` column).
+
+    The file holds other tables too (a speed table was added on 2026-11-30);
+    each table's header is the row above its ``|---|`` line, and only rows of
+    tables with a ``split`` and a ``peer`` column are returned.
+    """
     path = peers / "results.md"
     if not path.is_file():
         return []
     rows: list[dict[str, str]] = []
     header: list[str] = []
     last_split = ""
-    for line in path.read_text().splitlines():
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
         if not line.startswith("|") or set(line) <= {"|", "-", " "}:
+            if not line.startswith("|"):
+                header = []  # a table ends at the first line that is not a row
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if not header:
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if nxt.startswith("|") and set(nxt) <= {"|", "-", " ", ":"}:
             header = cells
+            continue
+        if "peer" not in header or "split" not in header:
             continue
         row = dict(zip(header, cells, strict=False))
         m = re.match(r"(S\d+)", row.get("split", ""))

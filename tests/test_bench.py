@@ -46,3 +46,22 @@ def test_cross_corpus_sources_join_whole_corpora(tmp_path: Path) -> None:
     both = source("site_a+site_b", "train", tmp_path, peers=tmp_path / "no_peers")
     assert len(both) == 20 and sum(m.label for m in both) == 10
     assert len(source("site_b", "test", tmp_path, peers=tmp_path / "no_peers")) == 10
+
+
+def test_peer_results_reads_only_the_accuracy_table(tmp_path: Path) -> None:
+    from bench.common import peer_results
+
+    (tmp_path / "results.md").write_text(
+        "# Peer results\n"
+        "| split | peer | 1-ROCA% | catch@FPR0.1% |\n|---|---|---|---|\n"
+        "| S1 spamassassin | bogofilter | 0.0278 | 92.16% |\n| S1 | Rspamd | 0.6340 | 41.10% |\n"
+        "| S2 trec07p | bogofilter | 0.0186 | 96.35% |\n\n## Speed\n\n"
+        "| filter | msgs per server CPU-second | catch @FPR 0.1% |\n|---|---|---|\n"
+        "| bogofilter (bulk) | 4,425 | 95.37% |\n"
+    )
+    rows = peer_results(tmp_path)
+    assert [(r["split_id"], r["peer"], r["catch@FPR0.1%"]) for r in rows] == [
+        ("S1", "bogofilter", "92.16%"),
+        ("S1", "Rspamd", "41.10%"),
+        ("S2", "bogofilter", "96.35%"),
+    ]

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 KINDS = ("senders", "sender_domains", "client_ips", "recipients", "from_header_domains")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DOTS = re.compile("[\u3002\uff0e\uff61]")
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOTTED_QUAD = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
 
 
@@ -47,10 +49,12 @@ def canonical_domain(domain: str) -> str:
     Label by label, so one label that is not a valid IDN cannot keep its parent
     domain (the part a list entry matches) from being canonical.
     """
-    d = domain.strip().rstrip(".").lower()
+    # The ideographic and fullwidth full stops are label separators too (IDNA): "evil.example。"
+    # kept its trailing dot when the dots were stripped before they were read as dots.
+    d = _DOTS.sub(".", domain.strip()).rstrip(".").lower()
     if d.isascii():
         return d
-    return ".".join(_ascii_label(x) if not x.isascii() else x for x in re.split("[.\u3002\uff0e\uff61]", d))
+    return ".".join(_ascii_label(x) if not x.isascii() else x for x in d.split("."))
 
 
 def normalize_address(addr: str) -> str:
@@ -61,7 +65,16 @@ def normalize_address(addr: str) -> str:
     local, at, dom = a.rpartition("@")
     if not at:
         return a.lower()
-    return f"{local.lower()}@{canonical_domain(dom)}"
+    return f"{_unquoted_local(local).lower()}@{canonical_domain(dom)}"
+
+
+def _unquoted_local(local: str) -> str:
+    """``"user"`` → ``user`` when the quotes add nothing (RFC 5321 4.1.2: the same mailbox)."""
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        inner = re.sub(r"\\(.)", r"\1", local[1:-1])
+        if _DOT_ATOM.fullmatch(inner):
+            return inner
+    return local
 
 
 def address_domain(addr: str) -> str:

@@ -48,6 +48,11 @@ ADDRESS_FORMS = [
     "<spammer@evil.example>",
     " <Spammer@Evil.Example.> ",
     "<@relay.example:spammer@evil.example>",  # obsolete source route
+    "spammer@evil.example\u3002",  # ideographic full stop: a label separator (IDNA), so a trailing dot
+    "spammer@evil\uff0eexample\uff0e",  # fullwidth full stops
+    "spammer@evil.example\uff61",  # halfwidth ideographic full stop
+    '"spammer"@evil.example',  # a quoted local part that needs no quotes is the same mailbox
+    '"spam\\mer"@evil.example',
 ]
 DOMAIN_ENTRY_FORMS = ["evil.example", "EVIL.Example", "evil.example.", ".evil.example", "*.evil.example"]
 SUBDOMAIN_SENDER_FORMS = ["x@mail.evil.example", "X@Mail.EVIL.example.", "<x@MAIL.evil.example.>"]

@@ -208,6 +208,7 @@ class Engine:
         recent: RecentMessages | None = None,
         watcher: RegistryWatcher | None = None,
         pool: ScoringPool | None = None,
+        max_inflight_bytes: int = 0,
     ) -> None:
         self.holder = holder
         self.policies = policies
@@ -219,8 +220,31 @@ class Engine:
         self.recent = recent if recent is not None else RecentMessages(0)
         self.watcher = watcher
         self.pool = pool
+        self.max_inflight_bytes = max_inflight_bytes  # 0: no limit (in-process callers)
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
 
     def classify(self, request: Request, method: str, time_remaining: float | None = None) -> Verdict:
+        size = len(request.message)
+        with self._inflight_lock:
+            limit = self.max_inflight_bytes
+            over = bool(limit and self._inflight and self._inflight + size > limit)
+            if not over:
+                self._inflight += size
+        if over:
+            self.metrics.errors.labels("RESOURCE_EXHAUSTED").inc()
+            raise RequestError(
+                ErrorKind.RESOURCE_EXHAUSTED,
+                f"calls in progress hold {self._inflight} message bytes; this one's {size} would pass"
+                f" [server] max_inflight_bytes ({self.max_inflight_bytes}): retry shortly",
+            )
+        try:
+            return self._classify(request, method, time_remaining)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= size
+
+    def _classify(self, request: Request, method: str, time_remaining: float | None) -> Verdict:
         m = self.metrics
         m.requests.labels(method).inc()
         m.message_bytes.observe(len(request.message))
@@ -443,6 +467,7 @@ def start_server(
             cfg.feedback.recent_verdicts if cfg.feedback.db else 0, cfg.feedback.recent_verdict_bytes
         ),
         watcher=watcher,
+        max_inflight_bytes=cfg.server.max_inflight_bytes,
         pool=(
             ScoringPool(
                 cfg.budget.processes,
@@ -454,9 +479,11 @@ def start_server(
             else None
         ),
     )
-    # The transport limit sits above the service's own, so oversize mail reaches
-    # build_verdict and gets INVALID_ARGUMENT naming the limit, not a bare transport error.
-    transport_limit = min(2**31 - 1, cfg.server.max_message_bytes * 2 + (1 << 20))
+    # The transport limit sits just above the service's own (room for the other fields), so
+    # slightly oversize mail reaches build_verdict and gets INVALID_ARGUMENT naming the limit;
+    # anything larger gets gRPC's RESOURCE_EXHAUSTED before it is read. It was twice the limit,
+    # which doubled what max_concurrent_rpcs calls could make gRPC buffer before any check of ours.
+    transport_limit = min(2**31 - 1, cfg.server.max_message_bytes + (1 << 20))
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", transport_limit),
         ("grpc.max_send_message_length", 16 * 1024 * 1024),

@@ -375,3 +375,34 @@ def test_a_stream_busy_with_a_slow_message_is_not_idle() -> None:
         guard.release(tb)
         guard.release(ti)
         guard.stop()
+
+
+def test_message_bytes_in_progress_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.server as server_mod
+    from service.policy_file import PolicyHolder
+    from service.verdict import ErrorKind, RequestError
+
+    holder = ModelHolder()
+    holder.load(load_config(None).model_path)
+    engine = server_mod.Engine(holder, PolicyHolder(None), 1 << 30, max_inflight_bytes=250_000)
+    entered, release = threading.Event(), threading.Event()
+    real = server_mod.build_verdict
+
+    def held(*args: object, **kwargs: object) -> object:
+        entered.set()
+        release.wait(10)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(server_mod, "build_verdict", held)
+    big = make(body="x" * 200_000)
+    first = threading.Thread(target=engine.classify, args=(Request(message=big), "test"))
+    first.start()
+    assert entered.wait(10)
+    with pytest.raises(RequestError) as err:  # 200 KB held + 200 KB more > 250 KB
+        engine.classify(Request(message=big), "test")
+    assert err.value.kind == ErrorKind.RESOURCE_EXHAUSTED and "max_inflight_bytes" in err.value.message
+    release.set()
+    first.join(10)
+    monkeypatch.setattr(server_mod, "build_verdict", real)
+    assert engine.classify(Request(message=big), "test").scanned  # freed: one call alone always proceeds
+    assert engine._inflight == 0

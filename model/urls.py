@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+T = TypeVar("T")
 
 # URLs start at a word boundary with http://, https:// or www. (any case). Spelled so the pattern
 # starts with a character class, the regex engine skips to candidate characters in C instead of
@@ -75,7 +79,28 @@ def find_urls(text: str, limit: int) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=65536)
+def _cached_if_short(max_key: int) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """An LRU cache (65,536 entries) for calls whose first argument is at most ``max_key`` long.
+
+    Hosts and URLs repeat across mail, so caching pays; but a HELO or a URL can
+    be 64 KB of attacker text, and 65,536 of those held gigabytes in a scoring
+    worker. Longer arguments are computed every time (same result, no memory).
+    """
+
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        cached = lru_cache(maxsize=65536)(fn)
+
+        @wraps(fn)
+        def call(key: str, *args: Any) -> T:
+            return cached(key, *args) if len(key) <= max_key else fn(key, *args)
+
+        call.cache_info = cached.cache_info  # type: ignore[attr-defined]
+        return call
+
+    return wrap
+
+
+@_cached_if_short(1024)
 def url_host(url: str) -> str:
     """Lower-cased host of a URL (``www.x`` without scheme allowed); '' if none."""
     u = url.strip()
@@ -95,7 +120,7 @@ def url_host(url: str) -> str:
 _MAYBE_IP = re.compile(r"[\d.]++|[0-9a-f]*+:[0-9a-f:.]*+|0x[0-9a-f]++", re.IGNORECASE)
 
 
-@lru_cache(maxsize=65536)
+@_cached_if_short(255)
 def is_ip_literal(host: str) -> bool:
     """True for dotted-quad, IPv6 or the decimal/hex integer forms spammers use."""
     if not host or not _MAYBE_IP.fullmatch(host):
@@ -108,7 +133,7 @@ def is_ip_literal(host: str) -> bool:
     return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d{8,10})", host))
 
 
-@lru_cache(maxsize=65536)
+@_cached_if_short(255)
 def parent_domains(host: str, max_labels: int = 3) -> tuple[str, ...]:
     """``a.b.example.com`` → ``example.com``, ``b.example.com`` (shortest first).
 
@@ -126,7 +151,7 @@ def parent_domains(host: str, max_labels: int = 3) -> tuple[str, ...]:
     return tuple(".".join(labels[-n:]) for n in range(base, min(len(labels), base + max_labels - 1) + 1))
 
 
-@lru_cache(maxsize=65536)
+@_cached_if_short(255)
 def is_shortener(host: str) -> bool:
     """True when the host (or its registered domain) is a known URL shortener."""
     return host in SHORTENERS or any(d in SHORTENERS for d in parent_domains(host))

@@ -416,3 +416,17 @@ def test_rfc2231_sections() -> None:
     value = "text/plain; name*0=a; name*1=b; name*" + "9" * 5000 + "=c; name*²=d"
     assert parse_params(value)["name"] == "adbc"
     assert not [c for c in parse_message(_msg(ctype=value.encode())).cut if c.startswith("parse_error:")]
+
+
+def test_url_caches_never_hold_attacker_sized_keys() -> None:
+    from model.urls import parent_domains, url_host
+
+    long_url = "http://" + "a" * 100_000 + ".example/"
+    long_host = "a" * 60_000 + ".example"
+    before = url_host.cache_info().currsize, parent_domains.cache_info().currsize  # type: ignore[attr-defined]
+    assert url_host(long_url) == url_host(long_url)
+    assert parent_domains(long_host) == parent_domains(long_host)
+    after = url_host.cache_info().currsize, parent_domains.cache_info().currsize  # type: ignore[attr-defined]
+    assert after == before
+    url_host("http://short.example/")
+    assert url_host.cache_info().currsize >= before[0]  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -427,20 +428,57 @@ def sa_available() -> str:
     return ""
 
 
+_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:|^[ \t]")
+
+
+def with_header_break(raw: bytes) -> bytes | None:
+    """``raw`` with a blank line where its header block runs into the body without one, else None.
+
+    Enron-Spam's files are a Subject line followed at once by the body. spamc --headers (the
+    peers' harness) cannot find where such a header block ends and hands the message back with no
+    verdict; SpamAssassin itself reads the first non-header line as the start of the body, which the
+    blank line says explicitly.
+    """
+    pos = 0
+    while pos < len(raw):
+        end = raw.find(b"\n", pos)
+        line = raw[pos : len(raw) if end < 0 else end].rstrip(b"\r")
+        if not line:
+            return None  # the header block ends with a blank line
+        if not _HEADER_LINE.match(line):
+            if pos == 0:
+                return None
+            return raw[:pos] + (b"\r\n" if raw[:pos].endswith(b"\r\n") else b"\n") + raw[pos:]
+        if end < 0:
+            return None
+        pos = end + 1
+    return None
+
+
 def run_sa(paths: list[str], labels: np.ndarray, cache: Path) -> dict[str, Any]:
     """SpamAssassin rules (no training) on the given files: its score per file, cached by content."""
-    lines = [f"{'spam' if lab else 'ham'}\t{p}\n" for p, lab in zip(paths, labels.tolist(), strict=True)]
-    test_text = "".join(lines)
+    names = ["spam" if lab else "ham" for lab in labels.tolist()]
+    test_text = "".join(f"{lab}\t{p}\n" for lab, p in zip(names, paths, strict=True))
     key = hashlib.sha256(("rules\n" + test_text).encode()).hexdigest()[:16]
     out_path = cache / f"sa-rules-{key}.tsv"
+    fixed = 0
     if not out_path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="new-site-sa-") as tmp:
             t = Path(tmp)
-            (t / "test.tsv").write_text(test_text)
+            lines = []
+            for i, (lab, path) in enumerate(zip(names, paths, strict=True)):
+                copy = with_header_break(Path(path).read_bytes())
+                if copy is not None:  # a temporary copy, gone with the folder
+                    fixed += 1
+                    path = str(t / f"{i:05d}.eml")
+                    Path(path).write_bytes(copy)
+                lines.append(f"{lab}\t{path}\n")
+            (t / "test.tsv").write_text("".join(lines))
             # Rules mode learns nothing; the script still wants a well-formed TRAIN file.
             (t / "train.tsv").write_text("".join(lines[:2]))
-            env = {**os.environ, "SA_MODE": "rules", "SA_TIMING_SAMPLE": "0", "PEERS_TMP": tmp}
+            # (spamd's state dir goes under /tmp: it runs as nobody, who cannot enter this 0700 folder)
+            env = {**os.environ, "SA_MODE": "rules", "SA_TIMING_SAMPLE": "0"}
             t0 = time.perf_counter()
             p = subprocess.run(
                 [
@@ -457,21 +495,35 @@ def run_sa(paths: list[str], labels: np.ndarray, cache: Path) -> dict[str, Any]:
             if p.returncode != 0:
                 raise RuntimeError(f"run_spamassassin.sh failed ({p.returncode}): {p.stderr[-2000:]}")
             print(
-                f"SpamAssassin rules: {len(lines)} messages in {time.perf_counter() - t0:.0f} s "
+                f"SpamAssassin rules: {len(lines)} messages ({fixed} with a blank line added after the "
+                f"headers) in {time.perf_counter() - t0:.0f} s "
                 f"({p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ''})",
                 flush=True,
             )
-            shutil.copy(t / "out.tsv", out_path)
+            # Output lines are in TEST order; the cached copy names the original files.
+            out = (t / "out.tsv").read_text().splitlines()
+            rows = [ln.split("\t") for ln in out if ln.strip()]
+            if len(rows) != len(paths):
+                raise RuntimeError(f"SpamAssassin scored {len(rows)} of {len(paths)} messages")
+            out_path.write_text("".join(f"{r[0]}\t{r[1]}\t{p}\n" for r, p in zip(rows, paths, strict=True)))
             meta = Path(str(t / "out.tsv") + ".meta.json")
             if meta.is_file():
-                shutil.copy(meta, Path(str(out_path) + ".meta.json"))
+                info = json.loads(meta.read_text())
+                info["header_break_added"] = fixed
+                Path(str(out_path) + ".meta.json").write_text(json.dumps(info, indent=1) + "\n")
     scores: dict[str, float] = {}
     for line in out_path.read_text().splitlines():
         _, sc, path = line.split("\t")[:3]
         scores[path] = float(sc) if sc not in ("", "nan", "NaN") else float("nan")
+    meta_path = Path(str(out_path) + ".meta.json")
+    added = json.loads(meta_path.read_text()).get("header_break_added", 0) if meta_path.is_file() else 0
     peers_metrics = _peers_metrics()
     summary = peers_metrics.compute(out_path, SA_THRESHOLD) if peers_metrics else {}
-    return {"scores": np.array([scores.get(p, float("nan")) for p in paths]), "peers_metrics": summary}
+    return {
+        "scores": np.array([scores.get(p, float("nan")) for p in paths]),
+        "peers_metrics": summary,
+        "header_break_added": added,
+    }
 
 
 def _peers_metrics() -> Any:
@@ -485,7 +537,7 @@ def _peers_metrics() -> Any:
     return mod
 
 
-def sa_figures(y: np.ndarray, scores: np.ndarray, peers: dict[str, Any]) -> dict[str, Any]:
+def sa_figures(y: np.ndarray, scores: np.ndarray, peers: dict[str, Any], added: int = 0) -> dict[str, Any]:
     ok = ~np.isnan(scores)
     y, s = y[ok], scores[ok]
     flagged = s >= SA_THRESHOLD
@@ -501,6 +553,8 @@ def sa_figures(y: np.ndarray, scores: np.ndarray, peers: dict[str, Any]) -> dict
         "spam_caught_frac": float(flagged[y == 1].mean()) if n_spam else None,
         "one_minus_roca_pct": metrics.one_minus_roca_pct(y, s) if n_ham and n_spam else None,
         "one_minus_roca_pct_peers_metrics": peers.get("one_minus_roca_pct"),
+        # Copies given the blank line after the headers that spamc --headers needs (with_header_break).
+        "header_break_added": added,
     }
 
 
@@ -620,6 +674,11 @@ def render(results: dict[str, Any], command: str) -> str:
                 f"{_pct(s['ham_flagged_frac'], 2)} ({s['ham_flagged']}) | {_pct(s['spam_caught_frac'])} "
                 f"| {_roca(s['one_minus_roca_pct'])}"
                 + (f" ({s['n_failed']} unscored)" if s["n_failed"] else "")
+                + (
+                    f" ({s['header_break_added']} given a header/body break)"
+                    if s.get("header_break_added")
+                    else ""
+                )
                 if s
                 else f"{r['sample'].get('spamassassin_skipped', 'not run')} | - | -"
             )
@@ -745,7 +804,9 @@ def main(argv: list[str] | None = None) -> int:
         if not sa_why:
             paths = [str((args.data / name / scored.paths[i]).resolve()) for i in idx.tolist()]
             sa = run_sa(paths, ys, cache)
-            row["sample"]["spamassassin"] = sa_figures(ys, sa["scores"], sa["peers_metrics"])
+            row["sample"]["spamassassin"] = sa_figures(
+                ys, sa["scores"], sa["peers_metrics"], sa["header_break_added"]
+            )
         else:
             row["sample"]["spamassassin_skipped"] = sa_why
         results["sites"][name] = row
@@ -755,7 +816,9 @@ def main(argv: list[str] | None = None) -> int:
         m["sample"] = {"spamgate": {k: v for k, v in m["rows"]["shipped"].items() if k != "thresholds"}}
         if not sa_why:
             sa = run_sa(m["paths"], m["y"], cache)
-            m["sample"]["spamassassin"] = sa_figures(m["y"], sa["scores"], sa["peers_metrics"])
+            m["sample"]["spamassassin"] = sa_figures(
+                m["y"], sa["scores"], sa["peers_metrics"], sa["header_break_added"]
+            )
         else:
             m["sample"]["spamassassin_skipped"] = sa_why
         results[MULTI] = {k: v for k, v in m.items() if k not in ("paths", "y", "probs", "unfamiliar")}

@@ -82,3 +82,12 @@ def test_sample_takes_up_to_half_of_each_class() -> None:
     assert len(idx) == 2000 and int(y[idx].sum()) == 300
     assert np.array_equal(idx, _balanced_sample(y, 2000, seed=0))
     assert len(_balanced_sample(y[:100], 2000, seed=0)) == 100
+
+
+def test_header_break_added_only_where_headers_run_into_the_body() -> None:
+    from bench.new_site import with_header_break
+
+    assert with_header_break(b"Subject: a\r\nfyi .\r\nmore\r\n") == b"Subject: a\r\n\r\nfyi .\r\nmore\r\n"
+    assert with_header_break(b"Subject: a\n  folded\nbody\n") == b"Subject: a\n  folded\n\nbody\n"
+    assert with_header_break(b"Subject: a\n\nbody\n") is None
+    assert with_header_break(b"no header at all\n") is None

@@ -18,22 +18,27 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 REPO = Path(__file__).resolve().parents[1]
 
 
+def serve_command(extra_args: list[str] | None = None) -> list[str]:
+    """The ``spamgate serve`` command line on ephemeral ports (the port is printed on stdout)."""
+    return [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "serve",
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        *(extra_args or []),
+    ]
+
+
 def start_serve(
     extra_args: list[str] | None = None, stderr: int | IO[Any] = subprocess.DEVNULL, timeout: float = 60.0
 ) -> tuple[subprocess.Popen[str], int]:
     """Launch ``spamgate serve --port 0 --metrics-port 0 EXTRA…``; (process, port) once a model answers."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            *(extra_args or []),
-        ],
+        serve_command(extra_args),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=stderr,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from model.artifact import Artifact
 from service.client import SpamGateClient, envelope
 from service.config import ConfigError, load_config, with_server
-from service.launch import REPO, start_serve
+from service.launch import REPO, serve_command, start_serve
 from service.policy import Action, PolicyError
 from service.policy_file import PolicyHolder, parse_policy
 from service.proto_gen import spamgate_pb2 as pb
@@ -142,18 +141,7 @@ def test_a_bad_policy_at_start_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no settings"):
         load_config(None, {"policy": {"file": str(path)}})
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--policy",
-            str(path),
-        ],
+        serve_command(["--policy", str(path)]),
         cwd=REPO,
         capture_output=True,
         text=True,

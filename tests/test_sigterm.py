@@ -23,7 +23,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from service.launch import REPO, start_serve
+from service.launch import REPO, serve_command, start_serve
 
 GRACE = 1.0
 RUNS = 50
@@ -73,20 +72,7 @@ def _one(config: Path, delay: float, log: Path, seed: int, after: str = "") -> t
     """
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "serve",
-                "--port",
-                "0",
-                "--metrics-port",
-                "0",
-                "--config",
-                str(config),
-                "--log-format",
-                "text",
-            ],
+            serve_command(["--config", str(config), "--log-format", "text"]),
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -21,7 +21,8 @@ English. Each suspect family gets a variant, implemented here by subclassing
 - ``grams_ascii``: byte n-grams holding a byte >= 0x80 removed.
 - ``grams_fold`` (normalised): every byte >= 0x80 folded to 0x80 before taking n-grams.
 - ``all``: no_cs + no_cte + caps_script + mime_off + grams_fold; ``all_off``: no_cs + no_cte +
-  caps_off + mime_off + grams_ascii.
+  caps_off + mime_off + grams_ascii; ``cte_grams`` (+ ``_caps``): no_cte + grams_ascii (+ caps_script),
+  the families that lowered the multilingual ham rates on their own.
 
 Per variant:
 
@@ -103,6 +104,9 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
         ("cs", "cte", "caps_off", "mime_off", "grams_ascii"),
         "no_cs+no_cte+caps_off+mime_off+grams_ascii",
     ),
+    # the families whose variant lowered the multilingual ham rates with S1/S2 within the noise
+    "cte_grams": (("cte", "grams_ascii"), "no_cte+grams_ascii"),
+    "cte_grams_caps": (("cte", "grams_ascii", "caps_script"), "no_cte+grams_ascii+caps_script"),
 }
 CAPS = ("SUBJECT_ALL_CAPS", "BODY_CAPS_RATIO")
 MIME = ("MIXED_CHARSETS", "BASE64_TEXT_BODY")

@@ -182,3 +182,28 @@ def test_token_column_memo_changes_nothing() -> None:
     grams = np.arange(1000, dtype=np.uint64) * np.uint64(2654435761)
     # the power-of-two mask and the general modulo agree where both apply
     assert (byte_ngram_columns(grams, 1 << 20) == byte_ngram_columns(grams, (1 << 21)) % (1 << 20)).all()
+
+
+# sg-features-8 (issue 14): features that only say which script or charset a message is in are gone.
+RUSSIAN = "Добрый день, Ольга!\nДоговор подписан, счёт пришлём завтра.\nС уважением, Иван\n"
+
+
+def test_transfer_encoding_is_not_a_feature() -> None:
+    # The same text as raw 8-bit and as quoted-printable: cte:8bit vs cte:quoted-printable said
+    # "non-ASCII text" and was learned as spam evidence from nearly all-English ham.
+    import quopri
+
+    eight = make({"Content-Transfer-Encoding": "8bit"}, body=RUSSIAN)
+    qp_body = quopri.encodestring(RUSSIAN.encode("utf-8")).decode("ascii")
+    qp = make({"Content-Transfer-Encoding": "quoted-printable"}, body=qp_body)
+    t8, tq = (message_tokens(parse_message(r), TokenConfig()) for r in (eight, qp))
+    assert "b:договор" in t8
+    assert not any(t.startswith("cte:") for t in [*t8, *tq])
+    assert dict(t8) == dict(tq)
+
+
+def test_byte_ngrams_hold_only_ascii_bytes() -> None:
+    raw = make({"Content-Transfer-Encoding": "8bit"}, body=RUSSIAN + "invoice 4471 attached\n")
+    grams = _gram_bytes(FeatureExtractor(FeatureConfig(n_bits=16)), raw)
+    assert b"invo" in grams and b"4471" in grams
+    assert grams and all(max(g) < 0x80 for g in grams)

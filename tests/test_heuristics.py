@@ -174,3 +174,19 @@ def test_clean_message_is_quiet() -> None:
     fired = {k for k, v in values.items() if v > 0} - {"RCVD_HOP_COUNT"}
     assert not fired, fired
     assert BASE_BODY.split()[0] in parse_message(CLEAN).text
+
+
+def _caps(raw: bytes) -> tuple[float, float]:
+    v = heuristic_values(parse_message(raw))
+    return v[HEURISTIC_NAMES.index("SUBJECT_ALL_CAPS")], v[HEURISTIC_NAMES.index("BODY_CAPS_RATIO")]
+
+
+def test_caps_rules_count_letters_of_every_script() -> None:
+    # sg-features-8 (issue 14): only ASCII letters were counted, so a subject whose only Latin
+    # letters are an acronym was "all capitals" and CJK text with a few acronyms "shouting".
+    cjk_body = "请查收附件中的ABC ORDER报价单和PDF文件，交货期为两周，如有问题请随时联系我们。" * 3
+    assert _caps(make({"Subject": "ABC ORDER 项目进度确认"}, body=cjk_body)) == (0.0, 0.0)
+    assert _caps(make({"Subject": "RE: ВАШ ЗАКАЗ ABC ORDER подтверждён"})) == (0.0, 0.0)
+    # shouting in a cased script other than Latin fires as it does in Latin
+    shouting = "СРОЧНО! ВЫ ВЫИГРАЛИ ПРИЗ, ОТВЕТЬТЕ СЕГОДНЯ И ПОЛУЧИТЕ ДЕНЬГИ НА СВОЙ СЧЁТ\n"
+    assert _caps(make({"Subject": "СРОЧНО ВАШ ВЫИГРЫШ"}, body=shouting)) == (1.0, 1.0)

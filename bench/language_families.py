@@ -201,7 +201,7 @@ class FamilyExtractor(FeatureExtractor):
             return self._memo(
                 ("gfold", id(view)), lambda: byte_ngrams(self._window(view).translate(_FOLD), c.byte_ngram)
             )
-        g = self._memo(("grams", id(view)), lambda: byte_ngrams(self._window(view), c.byte_ngram))
+        g = self._memo(("grams", id(view)), lambda: super(FamilyExtractor, self).grams(view))
         if "grams_ascii" in self.families:
             mask = np.uint64(int("80" * c.byte_ngram, 16))
             g = g[(g & mask) == 0]

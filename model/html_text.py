@@ -110,19 +110,24 @@ def html_to_text(doc: str, max_links: int = 200) -> HtmlExtract:
     # findall's tuples instead of finditer's match objects: a third of this function's time
     # went to Match.group calls (~300 a message).
     trailing: list[str] = []  # text pieces after the last ">" (see _TOKEN)
+
+    def add_text(piece: str) -> None:
+        """A text piece: hidden (counted) or visible (kept, and the open anchor's text)."""
+        data = _unescape(piece) if "&" in piece else piece
+        if stack and stack[-1][1]:
+            ext.hidden_chars += len(data.strip())
+            return
+        out.append(data)
+        if anchor is not None:
+            anchor[1].append(data)
+
     for slash, tag, raw_attrs, tail, piece in _TOKEN.findall(doc):
         if not tag:
             if tail and not skip_tag:
                 trailing = _tail_pieces(tail)  # always the last token
             if skip_tag or not piece:
                 continue  # inside <script>/<style>, or a comment/doctype/stray "<"
-            data = _unescape(piece) if "&" in piece else piece
-            if stack and stack[-1][1]:
-                ext.hidden_chars += len(data.strip())
-                continue
-            out.append(data)
-            if anchor is not None:
-                anchor[1].append(data)
+            add_text(piece)
             continue
         tag = tag.lower()
         closing = slash == "/"
@@ -176,13 +181,7 @@ def html_to_text(doc: str, max_links: int = 200) -> HtmlExtract:
         if len(stack) < _MAX_STACK:
             stack.append((tag, hidden))
     for piece in trailing:  # the same as text pieces in the loop above (no tag can follow them)
-        data = _unescape(piece) if "&" in piece else piece
-        if stack and stack[-1][1]:
-            ext.hidden_chars += len(data.strip())
-            continue
-        out.append(data)
-        if anchor is not None:
-            anchor[1].append(data)
+        add_text(piece)
     if anchor is not None and len(ext.links) < max_links:
         ext.links.append(("".join(anchor[1]).strip(), anchor[0].strip()))
     text = _WS.sub(" ", "".join(out))

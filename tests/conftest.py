@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from model.artifact import Artifact, load_artifact
 from model.features import FeatureConfig
+from service.client import SpamGateClient
 from tests.mail import generated_corpus
 from training.fit import TrainConfig
 from training.train import CorpusSpec, train
@@ -42,3 +46,25 @@ def train_small(out: Path, seed: int = 3, n: int = 200) -> Artifact:
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     return train_small(tmp_path_factory.mktemp("models") / "small")
+
+
+@contextmanager
+def serve_with_policy(model: Artifact, policy: Path) -> Iterator[SpamGateClient]:
+    """A real server on an ephemeral 127.0.0.1 port with ``model`` and the policy file ``policy``."""
+    from service.config import load_config, with_server
+    from service.server import start_server
+
+    assert model.path is not None
+    overrides: dict[str, dict[str, Any]] = {
+        "metrics": {"port": 0},
+        "policy": {"file": str(policy)},
+        "model": {"path": str(model.path)},
+    }
+    running = start_server(with_server(load_config(None, overrides), port=0))
+    running.engine.holder.load(model.path)
+    client = SpamGateClient(f"127.0.0.1:{running.port}")
+    try:
+        yield client
+    finally:
+        client.close()
+        running.stop(0).wait()

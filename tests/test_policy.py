@@ -13,15 +13,15 @@ import pytest
 
 from model.artifact import Artifact
 from service.client import SpamGateClient, envelope
-from service.config import load_config, with_server
+from service.config import load_config
 from service.decide import authenticated_from_domains, from_domain_of
 from service.lists import AddressList
 from service.policy import Action, Policy, PolicyError, threshold_for_fpr
 from service.policy_file import PolicyHolder, parse_policy
 from service.proto_gen import spamgate_pb2 as pb
 from service.registry import ModelHolder
-from service.server import start_server
 from service.verdict import Envelope, Request, build_verdict
+from tests.conftest import serve_with_policy
 from tests.mail import make
 
 POINTS = [
@@ -372,20 +372,8 @@ recipient_domains = ["r.example"]
 reject = 0.000001
 """,
     )
-    cfg = with_server(
-        load_config(
-            None,
-            {"metrics": {"port": 0}, "policy": {"file": str(path)}, "model": {"path": str(small_model.path)}},
-        ),
-        port=0,
-    )
-    running = start_server(cfg)
-    assert small_model.path is not None
-    running.engine.holder.load(small_model.path)
-    client = SpamGateClient(f"127.0.0.1:{running.port}")
-    yield client, path
-    client.close()
-    running.stop(0).wait()
+    with serve_with_policy(small_model, path) as client:
+        yield client, path
 
 
 def test_grpc_round_trip_for_each_action(policy_server: tuple[SpamGateClient, Path]) -> None:

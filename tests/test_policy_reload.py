@@ -19,12 +19,12 @@ import pytest
 
 from model.artifact import Artifact
 from service.client import SpamGateClient, envelope
-from service.config import ConfigError, load_config, with_server
+from service.config import ConfigError, load_config
 from service.launch import REPO, serve_command, start_serve
 from service.policy import Action, PolicyError
 from service.policy_file import PolicyHolder, parse_policy
 from service.proto_gen import spamgate_pb2 as pb
-from service.server import start_server
+from tests.conftest import serve_with_policy
 from tests.mail import make
 
 GOOD = """\
@@ -153,20 +153,8 @@ def test_a_bad_policy_at_start_is_a_configuration_error(tmp_path: Path) -> None:
 @pytest.fixture()
 def rpc_server(small_model: Artifact, tmp_path: Path) -> Iterator[tuple[SpamGateClient, Path]]:
     path = write_good(tmp_path)
-    cfg = with_server(
-        load_config(
-            None,
-            {"metrics": {"port": 0}, "policy": {"file": str(path)}, "model": {"path": str(small_model.path)}},
-        ),
-        port=0,
-    )
-    running = start_server(cfg)
-    assert small_model.path is not None
-    running.engine.holder.load(small_model.path)
-    client = SpamGateClient(f"127.0.0.1:{running.port}")
-    yield client, path
-    client.close()
-    running.stop(0).wait()
+    with serve_with_policy(small_model, path) as client:
+        yield client, path
 
 
 def test_reload_policy_rpc_refuses_an_emptied_file(rpc_server: tuple[SpamGateClient, Path]) -> None:

@@ -82,7 +82,7 @@ from training.corpora import LabelledMessage, read_corpus
 from training.default_model import CORPORA, FEATURES, TRAINING
 from training.featurize import Featurized
 from training.fit import TrainConfig, fit
-from training.train import deduplicate, in_time_order
+from training.train import deduplicate, in_time_order, join
 
 BEGIN, END = "<!-- language-families:begin -->", "<!-- language-families:end -->"
 MULTI_SET = REPO / "tests" / "multilingual"
@@ -394,14 +394,7 @@ def family_contributions(coef: np.ndarray, msgs: list[dict[str, Any]]) -> dict[s
 
 
 def _join(parts: list[Featurized]) -> Featurized:
-    return Featurized(
-        X=sp.vstack([p.X for p in parts], format="csr"),
-        y=np.concatenate([p.y for p in parts]),
-        sources=[s for p in parts for s in p.sources],
-        order=[o for p in parts for o in p.order],
-        message_ids=[m for p in parts for m in p.message_ids],
-        digests=[d for p in parts for d in p.digests],
-    )
+    return join(parts)
 
 
 def family_weights(

@@ -70,7 +70,7 @@ from training.default_model import CORPORA, FEATURES, TRAINING
 from training.featurize import Featurized, featurize
 from training.fit import fit
 from training.new_site import SiteScores, fit_without, new_site_points
-from training.train import deduplicate, in_time_order
+from training.train import deduplicate, in_time_order, join
 
 BEGIN, END = "<!-- new-site:begin -->", "<!-- new-site:end -->"
 EXTRA = ("lingspam",)  # shared corpora outside the recipe: scored by the full recipe
@@ -343,18 +343,7 @@ def full_recipe(recipe: dict[str, Site], site: Site, cache: Path, jobs: int) -> 
         else:
             print(f"{why}: fitting the recipe on all of it", flush=True)
             joined = [s.data for s in recipe.values()]
-            data = in_time_order(
-                deduplicate(
-                    Featurized(
-                        X=sp.vstack([p.X for p in joined], format="csr"),
-                        y=np.concatenate([p.y for p in joined]),
-                        sources=[x for p in joined for x in p.sources],
-                        order=[o for p in joined for o in p.order],
-                        message_ids=[m for p in joined for m in p.message_ids],
-                        digests=[d for p in joined for d in p.digests],
-                    )
-                )
-            )
+            data = in_time_order(deduplicate(join(joined)))
             model = fit(data.X, data.y, TRAINING, n_jobs=jobs).model
             why = f"the recipe fitted on {', '.join(recipe)} (FEATURE_VERSION {FEATURE_VERSION})"
         probs, flags = _score_with(model, site, new, FEATURES.n_hash)

@@ -62,20 +62,22 @@ def load_sites(
                 "content_sha256": f.content_sha256,
             }
         )
-    data = (
-        parts[0]
-        if len(parts) == 1
-        else Featurized(
-            X=sp.vstack([p.X for p in parts], format="csr"),
-            y=np.concatenate([p.y for p in parts]),
-            sources=[s for p in parts for s in p.sources],
-            order=[o for p in parts for o in p.order],
-            message_ids=[m for p in parts for m in p.message_ids],
-            digests=[d for p in parts for d in p.digests],
-        )
-    )
     sites = {str(c["name"]): p for c, p in zip(summary, parts, strict=True)}
-    return in_time_order(deduplicate(data)), summary, sites
+    return in_time_order(deduplicate(join(parts))), summary, sites
+
+
+def join(parts: list[Featurized]) -> Featurized:
+    """Several featurised corpora as one, rows in the order given."""
+    if len(parts) == 1:
+        return parts[0]
+    return Featurized(
+        X=sp.vstack([p.X for p in parts], format="csr"),
+        y=np.concatenate([p.y for p in parts]),
+        sources=[s for p in parts for s in p.sources],
+        order=[o for p in parts for o in p.order],
+        message_ids=[m for p in parts for m in p.message_ids],
+        digests=[d for p in parts for d in p.digests],
+    )
 
 
 def deduplicate(data: Featurized) -> Featurized:

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PEERS, REPO, peer_split, reference_loop_seconds, update_section
+from bench.common import PEERS, REPO, peer_split, reference_loop_seconds, run_facts, update_section
 from model.bundled import bundled_model_path
 from service.registry import ModelHolder
 from service.scoring_pool import ScoringPool, _proc_cpu_seconds
@@ -122,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     slowest = np.sort(per)[::-1]
     result = {
-        "command": "python bench/budget.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        **run_facts("python bench/budget.py " + shlex.join(sys.argv[1:] if argv is None else argv)),
         "reference_loop_s": round(ref, 3),
         "messages": len(raws),
         "split": args.split,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gc
+import hashlib
+import platform
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +165,26 @@ def peer_results(peers: Path = PEERS) -> list[dict[str, str]]:
         row["split_id"] = last_split
         rows.append(row)
     return rows
+
+
+def run_facts(command: str) -> dict[str, str]:
+    """What every results file records first: the command, the day and the machine."""
+    return {
+        "command": command,
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+    }
+
+
+def corpus_listing_key(folder: Path) -> str:
+    """Names and sizes of a corpus folder's ham/ and spam/ files: a cache key that changes with the corpus."""
+    h = hashlib.sha256()
+    for sub in ("ham", "spam"):
+        d = folder / sub
+        if d.is_dir():
+            for f in sorted(d.iterdir()):
+                h.update(f"{sub}/{f.name}:{f.stat().st_size}\n".encode())
+    return h.hexdigest()
 
 
 def update_section(path: Path, begin: str, end: str, section: str) -> None:

@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import shlex
 import signal
@@ -47,7 +46,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +53,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO
+from bench.common import REPO, run_facts
 from bench.loadgen import process_tree, write_config
 from service.client import SpamGateClient
 from service.feedback import FeedbackStore
@@ -213,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
     acked = sum(x.get("acknowledged", 0) for x in rounds)
     result: dict[str, Any] = {
-        "command": command,
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        **run_facts(command),
         "rounds": len(rounds),
         "restarts_ok": sum(x["restart_ok"] for x in rounds),
         "acknowledged": acked,

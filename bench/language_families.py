@@ -70,7 +70,7 @@ from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PEERS, REPO, peer_split, update_section
+from bench.common import PEERS, REPO, corpus_listing_key, peer_split, update_section
 from model.familiarity import FamiliarityCheck
 from model.features import FEATURE_VERSION, FeatureConfig, FeatureExtractor, RowParts
 from model.hashing import byte_ngrams
@@ -266,14 +266,6 @@ def _chunks(it: Iterator[LabelledMessage], size: int) -> Iterator[list[LabelledM
         yield chunk
 
 
-def _listing_key(folder: Path) -> str:
-    h = hashlib.sha256()
-    for sub in ("ham", "spam"):
-        d = folder / sub
-        if d.is_dir():
-            for f in sorted(d.iterdir()):
-                h.update(f"{sub}/{f.name}:{f.stat().st_size}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def _key(variant: str) -> str:
@@ -287,7 +279,7 @@ def _path(cache: Path, corpus: str, variant: str, listing: str) -> Path:
 
 def featurise_corpus(data: Path, corpus: str, names: list[str], cache: Path, jobs: int) -> None:
     """Rows of every variant in ``names`` missing from the cache, from one parse of the corpus."""
-    listing = _listing_key(data / corpus)
+    listing = corpus_listing_key(data / corpus)
     todo = [n for n in names if not _path(cache, corpus, n, listing).is_file()]
     if not todo:
         return
@@ -329,7 +321,7 @@ def featurise_corpus(data: Path, corpus: str, names: list[str], cache: Path, job
 
 
 def load_rows(data: Path, corpus: str, variant: str, cache: Path) -> tuple[Featurized, list[str]]:
-    with np.load(_path(cache, corpus, variant, _listing_key(data / corpus)), allow_pickle=False) as z:
+    with np.load(_path(cache, corpus, variant, corpus_listing_key(data / corpus)), allow_pickle=False) as z:
         X = sp.csr_matrix((z["X_data"], z["X_indices"], z["X_indptr"]), shape=tuple(z["X_shape"]))
         order = [None if np.isnan(o) else float(o) for o in z["order"].tolist()]
         f = Featurized(

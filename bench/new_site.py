@@ -58,7 +58,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PEERS, REPO, update_section
+from bench.common import PEERS, REPO, corpus_listing_key, update_section
 from model.artifact import ArtifactError, LinearModel, load_artifact
 from model.bundled import bundled_model_path
 from model.familiarity import FamiliarityCheck
@@ -101,15 +101,6 @@ def _config_key(cfg: FeatureConfig) -> str:
     return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _listing_key(folder: Path) -> str:
-    """Names and sizes of the corpus files: a changed corpus is featurised again."""
-    h = hashlib.sha256()
-    for sub in ("ham", "spam"):
-        d = folder / sub
-        if d.is_dir():
-            for f in sorted(d.iterdir()):
-                h.update(f"{sub}/{f.name}:{f.stat().st_size}\n".encode())
-    return h.hexdigest()
 
 
 def token_counts(X: sp.csr_matrix, cfg: FeatureConfig) -> np.ndarray:
@@ -159,7 +150,7 @@ def _check_token_counts(site: Site, folder: Path, cfg: FeatureConfig, n: int = 4
 def load_site(data: Path, name: str, cfg: FeatureConfig, cache: Path, jobs: int) -> Site:
     """A corpus's rows, from the cache or featurised once (``training.featurize``) and cached."""
     folder = data / name
-    listing = _listing_key(folder)
+    listing = corpus_listing_key(folder)
     path = cache / f"{name}-{FEATURE_VERSION}-{_config_key(cfg)}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:

@@ -41,7 +41,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -50,7 +49,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +56,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, reference_loop_seconds
+from bench.common import REPO, reference_loop_seconds, run_facts
 from bench.loadgen import SteadyLoad, percentile, write_config
 from model.bundled import bundled_model_path
 from service.cli import main as spamgate
@@ -302,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     must_refuse = [b for b in admin.bad if b["file"] != "cut_at_line_boundary"]
     line_cut = [b for b in admin.bad if b["file"] == "cut_at_line_boundary"]
     result: dict[str, Any] = {
-        "command": command,
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        **run_facts(command),
         "reference_loop_seconds": round(ref, 3),
         "load_average_1min_start_end": [load_start, round(os.getloadavg()[0], 2)],
         "rate_target": args.rate,

@@ -30,18 +30,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, reference_loop_seconds
+from bench.common import REPO, reference_loop_seconds, run_facts
 from bench.loadgen import SteadyLoad, sample_tree, write_config
 from service.launch import start_serve
 
@@ -114,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes.append({"minute": m + 1, **st.summary(lo, lo + 60)})
     pss = [x["pss_mb"] for x in samples if x["pss_mb"] is not None]
     result: dict[str, Any] = {
-        "command": command,
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        **run_facts(command),
         "reference_loop_seconds": round(ref, 3),
         "load_average_1min_start_end": [load_start, round(os.getloadavg()[0], 2)],
         "rate_target": args.rate,

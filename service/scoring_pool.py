@@ -89,11 +89,10 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 class ScoringAborted(Exception):
     """A message could not be scored within the limits; ``reason`` names why (``CPU_BUDGET``, …)."""
 
-    def __init__(self, reason: str, detail: str, cpu_ms: float = 0.0) -> None:
+    def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-        self.cpu_ms = cpu_ms
 
 
 class ScoringBusy(Exception):
@@ -229,7 +228,6 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.cpu_mark = 0.0  # the worker's CPU seconds when its current job began
-        self.model_key = ""
 
     @property
     def pid(self) -> int:
@@ -239,11 +237,16 @@ class _Worker:
         now = _proc_cpu_seconds(self.pid)
         return wall_used if now is None else max(0.0, now - self.cpu_mark)
 
-    def kill(self) -> None:
+    def kill(self, wait: bool = True) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.proc.kill()
-        self.proc.join(2.0)
         self.conn.close()
+        if wait:
+            self.reap()
+
+    def reap(self) -> None:
+        """Wait for the killed process (a zombie until then); not on a caller's thread."""
+        self.proc.join(2.0)
 
 
 class ScoringPool:
@@ -283,7 +286,6 @@ class ScoringPool:
         self._closed = False
         self.killed = 0  # workers killed over budget (for metrics and tests)
         self.model_loads = 0  # models loaded by workers (each worker once per model, when warmed)
-        self.on_kill: list[Callable[[str], None]] = []
         self._headers: dict[tuple[int, int], tuple[Scorer, bytes]] = {}
         self._warm_with: Scorer | None = None  # the model every new worker loads before it serves
         # Started off the caller's thread (forking from the fork server and importing there takes
@@ -357,14 +359,16 @@ class ScoringPool:
         return worker
 
     def _replace(self, worker: _Worker) -> None:
-        """Kill a worker and start its successor off the caller's thread."""
+        """Kill a worker and start its successor off the caller's thread (which also reaps it)."""
         with self._lock:
             self._live.discard(worker)
-        worker.kill()
-        self._replace_later()
+        worker.kill(wait=False)
+        self._replace_later(worker)
 
-    def _replace_later(self) -> None:
+    def _replace_later(self, dead: _Worker | None = None) -> None:
         def respawn() -> None:
+            if dead is not None:
+                dead.reap()
             if self._closed:
                 return
             try:
@@ -488,13 +492,10 @@ class ScoringPool:
             if used >= self.budget or now >= wall_cap or (heavy and past_grace):
                 self._replace(worker)
                 self.killed += 1
-                for callback in self.on_kill:
-                    callback("CPU_BUDGET")
                 raise ScoringAborted(
                     "CPU_BUDGET",
                     f"scoring used {used * 1000:.0f} ms of CPU in {(now - begun) * 1000:.0f} ms wall;"
                     f" the budget is {self.budget * 1000:.0f} ms of CPU",
-                    cpu_ms=used * 1000,
                 )
             if deadline is not None and now >= deadline:
                 self._reap_later(worker, begun)

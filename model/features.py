@@ -288,6 +288,18 @@ class FeatureExtractor:
         heur = [heuristic_values(v) for v in views]
         return self._assemble(values, grams, heur, canonical=False)[0]
 
+    def transform_with_tokens(
+        self, raws: Iterable[bytes]
+    ) -> tuple[sp.csr_matrix, list[list[str]], list[np.ndarray]]:
+        """Rows plus each message's tokens and their columns (for ``model.evidence``)."""
+        views = [self.parse(r) for r in raws]
+        values = [self._token_values(self.tokens(v)) for v in views]
+        grams = [self.grams(v) for v in views]
+        heur = [heuristic_values(v) for v in views]
+        m, tcols, _ = self._assemble(values, grams, heur, canonical=False)
+        bounds = np.cumsum([len(v) for v in values])[:-1]
+        return m, [list(v) for v in values], np.split(tcols, bounds)
+
     def transform_one(self, view: MessageView) -> tuple[sp.csr_matrix, RowParts]:
         """One row plus what it was built from (for explaining a verdict)."""
         values = self._token_values(self.tokens(view))

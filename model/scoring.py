@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from model.artifact import Artifact
+from model.evidence import DEFAULT_RULE, EvidenceRule
 from model.familiarity import FamiliarityCheck
 from model.features import FeatureExtractor, RowParts
 from model.heuristics import HEURISTIC_NAMES
@@ -41,13 +42,18 @@ class Score:
     # the training mail; the probability then rests on little and the policy caps the action.
     unfamiliar: str = ""  # "" or UNFAMILIAR_LANGUAGE / OUT_OF_DISTRIBUTION
     unseen_share: float = 0.0
+    # Thin evidence (``model.evidence``): fewer content columns seen in training than the rule
+    # asks for; the probability was then squeezed into the rule's middle band.
+    content_evidence: int = -1
+    thin: bool = False
 
 
 class Scorer:
     """Binds an artifact to the feature extractor it was trained with."""
 
-    def __init__(self, artifact: Artifact) -> None:
+    def __init__(self, artifact: Artifact, evidence: EvidenceRule = DEFAULT_RULE) -> None:
         self.artifact = artifact
+        self.evidence = evidence
         self.extractor = FeatureExtractor(artifact.features)
         self._n_hash = artifact.features.n_hash
         self.familiarity = FamiliarityCheck(artifact.model.coef, self._n_hash)
@@ -58,8 +64,11 @@ class Scorer:
 
     def probabilities(self, raws: Iterable[bytes]) -> np.ndarray:
         """Calibrated spam probabilities for many messages (batch path, no reasons)."""
-        rows = self.extractor.transform(raws)
-        return self.artifact.model.calibration.probability(self.artifact.model.margin(rows))
+        rows, tokens, cols = self.extractor.transform_with_tokens(raws)
+        p = self.artifact.model.calibration.probability(self.artifact.model.margin(rows))
+        coef, rule = self.artifact.model.coef, self.evidence
+        evidence = [rule.content_evidence(t, c, coef) for t, c in zip(tokens, cols, strict=True)]
+        return np.array([rule.squeeze(float(pi), e) for pi, e in zip(p, evidence, strict=True)])
 
     def score(self, raw: bytes, top_k: int = 8) -> Score:
         """Probability and the ``top_k`` strongest reasons for one message."""
@@ -67,10 +76,21 @@ class Scorer:
         row, parts = self.extractor.transform_one(view)
         model = self.artifact.model
         margin = float(model.margin(row)[0])
-        prob = float(model.calibration.probability(np.array([margin]))[0])
+        evidence = self.evidence.content_evidence(parts.tokens, parts.token_cols, model.coef)
+        prob = self.evidence.squeeze(float(model.calibration.probability(np.array([margin]))[0]), evidence)
         reasons = self._reasons(row, parts, top_k) if top_k > 0 else ()
         fam = self.familiarity.check(parts.token_cols, view.all_text)
-        return Score(prob, margin, reasons, tuple(view.cut), self.version, fam.reason, fam.unseen_share)
+        return Score(
+            prob,
+            margin,
+            reasons,
+            tuple(view.cut),
+            self.version,
+            fam.reason,
+            fam.unseen_share,
+            evidence,
+            self.evidence.is_thin(evidence),
+        )
 
     def _reasons(self, row: Any, parts: RowParts, top_k: int) -> tuple[Reason, ...]:
         coef = self.artifact.model.coef

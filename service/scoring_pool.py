@@ -146,6 +146,8 @@ def _score_dict(score: Score) -> dict[str, Any]:
         "version": score.model_version,
         "unfamiliar": score.unfamiliar,
         "unseen": score.unseen_share,
+        "evidence": score.content_evidence,
+        "thin": score.thin,
     }
 
 
@@ -158,6 +160,8 @@ def _score_from(d: dict[str, Any]) -> Score:
         model_version=str(d["version"]),
         unfamiliar=str(d.get("unfamiliar", "")),
         unseen_share=float(d.get("unseen", 0.0)),
+        content_evidence=int(d.get("evidence", -1)),
+        thin=bool(d.get("thin", False)),
     )
 
 

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.evidence import THIN_EVIDENCE
 from model.limits import ParseLimits
 from model.parse import parse_message
 from model.scoring import Reason, Score
@@ -218,6 +219,9 @@ def build_verdict(
                 score.model_version,
             )
             unfamiliar = score.unfamiliar
+            if score.thin:
+                # The probability was squeezed into the middle band (model.evidence): say why first.
+                reasons = (Reason(THIN_EVIDENCE, "evidence", 0.0), *reasons)
             if unfamiliar:
                 reasons = (Reason(unfamiliar, "familiarity", 0.0), *reasons)
         if GTUBE in request.message:

@@ -96,8 +96,7 @@ def test_flag_is_on_the_wire(holder: ModelHolder) -> None:
 def test_thin_messages_stay_below_the_default_tag_point(holder: ModelHolder) -> None:
     """Two-word test messages and a list-membership reminder are not tagged at a new site.
 
-    (They are not pulled into a middle band: on the shared corpora content-thin mail is mostly
-    spam, and doing so cost S2 catch at FPR 0.1% 99.4% -> 90.3%; BENCHMARKS.md, thin evidence.)
+    (The thin ones among them are also squeezed into the middle band: tests/test_evidence.py.)
     """
     reminder = make(
         {

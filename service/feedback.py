@@ -4,7 +4,8 @@ SQLite in WAL mode with ``synchronous=FULL``: a report is committed (and the
 WAL fsynced) before ``add`` returns, so an acknowledgement the service sends
 after ``add`` survives ``kill -9`` and power loss. Every report is kept as
 history; the same (message, label, reporter) reported again is a no-op; the
-latest report for a message is its label.
+latest report for a message is its label, except that an untrusted reporter
+never overwrites a trusted one's label (``FeedbackStore.reports``).
 
 Why SQLite over files+fsync: one fsync per report either way, but SQLite
 gives the idempotency check, the history query and crash recovery for free.
@@ -17,13 +18,14 @@ import json
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from training.corpora import LabelledMessage
+from training.reports import Report, is_trusted
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -116,15 +118,40 @@ class FeedbackStore:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
-    def labelled(self) -> Iterator[LabelledMessage]:
-        """Every reported message with its latest label, in order of that label's report."""
+    def reports(self, trusted: Collection[str] = ()) -> list[Report]:
+        """Every reported message with the label that stands, in order of that label's report.
+
+        The label that stands is the latest among reports of equal or higher
+        trust: a report from an untrusted reporter never overwrites a trusted
+        one's (issue 16: a self-declared reporter flipped an admin's SPAM label
+        to HAM because a later label simply won). Trusted = named in
+        ``trusted``, or stored with the ``admin`` role where the store records
+        roles (``training.reports.is_trusted``).
+        """
         with self._lock:
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(reports)").fetchall()}
+            role = "r.role" if "role" in cols else "NULL"
             rows = self._db.execute(
-                """SELECT m.raw, r.label, r.id, m.sha256 FROM reports r JOIN messages m USING (sha256)
-                   WHERE r.id = (SELECT MAX(id) FROM reports WHERE sha256 = r.sha256) ORDER BY r.id"""
+                f"SELECT r.sha256, r.label, r.id, r.reporter, {role} FROM reports r ORDER BY r.id"
             ).fetchall()
-        for raw, label, rid, digest in rows:
-            yield LabelledMessage(1 if label == "spam" else 0, bytes(raw), f"feedback:{digest}", float(rid))
+        standing: dict[str, tuple[str, int, str, bool]] = {}
+        for digest, label, rid, reporter, rrole in rows:
+            trust = is_trusted(reporter, trusted, rrole)
+            held = standing.get(digest)
+            if held is None or trust or not held[3]:
+                standing[digest] = (label, int(rid), reporter, trust)
+        out = []
+        with self._lock:
+            for digest, (label, rid, reporter, trust) in sorted(standing.items(), key=lambda kv: kv[1][1]):
+                (raw,) = self._db.execute("SELECT raw FROM messages WHERE sha256 = ?", (digest,)).fetchone()
+                msg = LabelledMessage(1 if label == "spam" else 0, bytes(raw), f"feedback:{digest}", rid)
+                out.append(Report(msg, reporter, trust))
+        return out
+
+    def labelled(self, trusted: Collection[str] = ()) -> Iterator[LabelledMessage]:
+        """Every reported message with the label that stands (see ``reports``), in report order."""
+        for r in self.reports(trusted):
+            yield r.message
 
     def close(self) -> None:
         with self._lock:

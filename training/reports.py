@@ -1,0 +1,78 @@
+"""Site reports as training mail, and the one rule for which mail the retrain gate judges on.
+
+Kept free of heavy imports: ``service.feedback`` (loaded by the server) builds ``Report``s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.corpora import LabelledMessage
+
+# A reporter role that counts as trusted wherever the store records roles (issue 16's admin role).
+TRUSTED_ROLES = frozenset({"admin"})
+
+
+@dataclass(frozen=True)
+class Report:
+    """A site's label for one message: the message, who said so, and whether that reporter is trusted."""
+
+    message: LabelledMessage
+    reporter: str
+    trusted: bool
+
+
+def read_trusted_reporters(path: Path) -> set[str]:
+    """Reporter names, one a line (``#`` starts a comment); a clear error for a file that is not text."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the trusted-reporters list: {exc}") from exc
+    return {s for line in text.splitlines() if (s := line.split("#", 1)[0].strip())}
+
+
+def is_trusted(reporter: str, trusted: Collection[str], role: str | None = None) -> bool:
+    """A reporter named in ``trusted``, or one whose stored role is a trusted role."""
+    return reporter in trusted or (role or "") in TRUSTED_ROLES
+
+
+def gate_split(
+    base_order: Sequence[float | None], report_trusted: Sequence[bool], holdout: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Which mail trains the candidate and which mail the retrain gate judges it on.
+
+    THE RULE (stated once, here and in the README): the gate judges on mail no
+    single reporter can fill, because an attacker who can file reports must not
+    be able to choose the exam (issue 16: 1,500 inverted anonymous reports were
+    the newest mail, so they *were* the held-back mail, and the poisoned
+    candidate was promoted). So the held-back mail is
+
+    * the newest ``holdout`` fraction of the **base corpora** (in time order;
+      mail without a date keeps its place after dated mail), and
+    * the newest ``holdout`` fraction of the reports from **trusted reporters**
+      (named with ``--trusted-reporter``/``--trusted-reporters``, or stored with
+      the ``admin`` role), in report order.
+
+    Every other report, i.e. every report from an untrusted reporter, is always
+    training mail: reports are how a site teaches spamgate, and until this rule
+    a model never trained on a report until reports outnumbered the holdout.
+
+    Returns (base rows to train on, base rows held back, report rows to train
+    on, report rows held back): indices into the inputs, base rows oldest
+    first, report rows in report order.
+    """
+    if not 0 < holdout < 0.5:
+        raise ValueError(f"holdout must be in (0, 0.5), got {holdout}")
+    keys = np.array([np.inf if o is None else o for o in base_order], dtype=np.float64)
+    by_time = np.argsort(keys, kind="stable")
+    n_hold = round(len(by_time) * holdout)
+    base_train, base_hold = by_time[: len(by_time) - n_hold], by_time[len(by_time) - n_hold :]
+    trusted = np.flatnonzero(np.asarray(report_trusted, dtype=bool))
+    n_thold = round(len(trusted) * holdout)
+    rep_hold = trusted[len(trusted) - n_thold :] if n_thold else np.zeros(0, dtype=np.int64)
+    rep_train = np.setdiff1d(np.arange(len(report_trusted)), rep_hold)
+    return base_train, base_hold, rep_train, rep_hold

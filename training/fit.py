@@ -99,7 +99,11 @@ class TrainConfig:
 
 
 def _fit_linear(
-    X: sp.csr_matrix, y: np.ndarray, cfg: TrainConfig, init: tuple[np.ndarray, float] | None = None
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    init: tuple[np.ndarray, float] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     if len(np.unique(y)) < 2:
         raise ValueError("training data needs both spam and ham")
@@ -139,9 +143,15 @@ def _fit_linear(
         )
     if init is not None and cfg.loss in SGD_LOSSES:
         # Incremental update: start SGD from the active model's weights.
-        clf.fit(X, y, coef_init=init[0].astype(np.float64).reshape(1, -1), intercept_init=np.array([init[1]]))
+        clf.fit(
+            X,
+            y,
+            coef_init=init[0].astype(np.float64).reshape(1, -1),
+            intercept_init=np.array([init[1]]),
+            sample_weight=sample_weight,
+        )
     else:
-        clf.fit(X, y)
+        clf.fit(X, y, sample_weight=sample_weight)
     return clf.coef_.ravel().astype(np.float32), float(clf.intercept_[0])
 
 
@@ -177,6 +187,7 @@ def fit(
     cfg: TrainConfig,
     init: tuple[np.ndarray, float] | None = None,
     n_jobs: int = -1,
+    sample_weight: np.ndarray | None = None,
 ) -> FitResult:
     """Fit on rows in time order (oldest first); see the module docstring.
 
@@ -185,6 +196,12 @@ def fit(
     so calibration is not flattered by weights that saw the validation folds.
     The exact solvers (``svm``, ``log``) have no warm start and ignore it:
     their optimum does not depend on where they start.
+
+    ``sample_weight`` (one per row) scales each row's loss: how a retrain
+    makes a site's few reports count against a large base corpus
+    (``training.retrain.report_weight``). Calibration and operating points
+    are fitted on the out-of-fold margins unweighted: they must describe
+    the mail as it is, not as it was weighted.
 
     The out-of-fold fits and the final fit are independent, so they run on
     ``n_jobs`` workers: S2's six SGD fits took 43 s one after another on this
@@ -200,8 +217,11 @@ def fit(
         random_state=cfg.seed if cfg.cv_shuffle else None,
     )
     splits = [(tr, va) for tr, va in folds.split(X) if len(np.unique(y[tr])) == 2]
-    jobs = [delayed(_fit_linear)(X[tr], y[tr], cfg) for tr, _ in splits]
-    jobs.append(delayed(_fit_linear)(X, y, cfg, init))
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w is not None and (w.shape != (len(y),) or not np.all(np.isfinite(w)) or np.any(w <= 0)):
+        raise ValueError("sample_weight needs one finite weight > 0 per row")
+    jobs = [delayed(_fit_linear)(X[tr], y[tr], cfg, None, None if w is None else w[tr]) for tr, _ in splits]
+    jobs.append(delayed(_fit_linear)(X, y, cfg, init, w))
     fitted = Parallel(n_jobs=n_jobs, prefer=_parallel_backend(cfg))(jobs)
     for (_, va), (fold_coef, fold_b) in zip(splits, fitted, strict=False):
         oof[va] = np.asarray(X[va] @ fold_coef).ravel() + fold_b

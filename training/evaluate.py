@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from model.artifact import Artifact
 from model.scoring import Scorer
+from model.training_filter import contains, load_training_filter, message_keys
 from training import metrics
 from training.corpora import LabelledMessage
 
@@ -42,11 +43,23 @@ def score_corpus(
 
 def evaluate(artifact: Artifact, messages: Iterable[LabelledMessage]) -> dict[str, Any]:
     """The report ``spamgate evaluate`` prints: AUC, 1-ROCA%, rates at the model's points."""
-    y, p, rate = score_corpus(artifact, messages)
+    keys: list[int] = []
+
+    def hashed(ms: Iterable[LabelledMessage]) -> Iterator[LabelledMessage]:
+        for m in ms:
+            keys.append(int(message_keys([m.raw])[0]))
+            yield m
+
+    y, p, rate = score_corpus(artifact, hashed(messages))
     if len(y) == 0:
         raise ValueError("the evaluation corpus holds no messages")
     out = metrics.summary(y, p, artifact.operating_points)
     out["model_version"] = artifact.version
+    # How many evaluation messages the model trained on (None: the artifact keeps no filter).
+    filt = load_training_filter(artifact.path, artifact.manifest)
+    out["in_training_mail"] = (
+        None if filt is None else int(contains(filt, np.array(keys, dtype=np.uint64)).sum())
+    )
     out["messages_per_second"] = rate
     out["_scores"] = (y, p)
     return out
@@ -87,6 +100,13 @@ def format_report(r: dict[str, Any]) -> str:
         f"model {r['model_version']}: {r['n']} messages ({r['n_ham']} ham, {r['n_spam']} spam)",
         f"ROC AUC {r['roc_auc']:.6f}   1-ROCA% {r['one_minus_roca_pct']:.4f}   ECE {r['ece']:.4f}",
         f"scoring {r['messages_per_second']:.0f} msgs/s (one core, features + model)",
+        "in the model's training mail: "
+        + (
+            "unknown (this model keeps no record of its training mail; retrain it to get one)"
+            if r.get("in_training_mail") is None
+            else f"{r['in_training_mail']} of {r['n']} evaluation messages"
+            + (" (these figures flatter the model)" if r["in_training_mail"] else "")
+        ),
         "operating point   target FPR   threshold      FPR        FNR     catch",
     ]
     for p in r.get("at_operating_points", []):

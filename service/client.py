@@ -1,9 +1,15 @@
-"""A small client for gateway code (the CLI and the milter use it)."""
+"""A small client for gateway code (the CLI and the milter use it).
+
+TLS (``tls_ca_file``, and ``tls_cert_file`` + ``tls_key_file`` for mTLS) and a bearer
+token (``token_file``) match the server's ``[tls]`` and ``[auth]`` sections; a
+``unix:PATH`` target reaches the admin socket (README "Security").
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
+from typing import Any
 
 import grpc
 
@@ -18,20 +24,104 @@ def envelope(
     return pb.Envelope(client_ip=client_ip, helo=helo, mail_from=mail_from, rcpt_to=list(rcpt_to))
 
 
+def is_local_target(target: str) -> bool:
+    """True for a Unix socket or a loopback host: where a token in clear meets no network."""
+    from service.security_config import is_loopback
+
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    rest = target
+    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        rest = rest.removeprefix(scheme)
+    rest = rest.split(",")[0]  # ipv4:a:1,b:2 lists several: the first decides
+    if rest.startswith("["):
+        host = rest[1 : rest.find("]")]
+    elif rest.count(":") == 1:
+        host = rest.partition(":")[0]
+    else:
+        host = rest  # no port, or a bare IPv6 address
+    return is_loopback(host)
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer TOKEN`` to every call (the stub's calls included)."""
+
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return continuation(details._replace(metadata=[*(details.metadata or ()), self.header]), request)
+
+    intercept_unary_unary = _with_token
+    intercept_unary_stream = _with_token
+    intercept_stream_unary = _with_token
+    intercept_stream_stream = _with_token
+
+
+def open_channel(
+    target: str,
+    options: list[tuple[str, Any]] | None = None,
+    tls_ca_file: str | None = None,
+    tls_cert_file: str | None = None,
+    tls_key_file: str | None = None,
+    token_file: str | None = None,
+    tls: bool = False,
+) -> grpc.Channel:
+    """A channel to ``target``: TLS with ``tls`` or any ``tls_*`` file, a bearer token with ``token_file``.
+
+    Raises ``ValueError`` for an unusable file (``service.tls.TlsError`` is one), and for a
+    token that would travel in clear over a network (no TLS, target not local).
+    """
+    from service.tls import channel_credentials
+    from service.tokens import read_token_file
+
+    tls = tls or bool(tls_ca_file or tls_cert_file or tls_key_file)
+    credentials = channel_credentials(tls_ca_file, tls_cert_file, tls_key_file) if tls else None
+    token = read_token_file(token_file) if token_file else None
+    if token and not tls and not is_local_target(target):
+        raise ValueError(
+            f"token_file: the token would cross the network in clear to {target}: give tls_ca_file too"
+        )
+    if credentials is not None:
+        channel = grpc.secure_channel(target, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
+    return grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+
+
 class SpamGateClient:
     """Blocking client for ``spamgate.v1.SpamGate``.
 
-    target: ``host:port`` of the server. timeout: default deadline per call
-    in seconds (a gateway must never wait on us longer than its own budget).
+    target: ``host:port`` of the server (``unix:PATH`` for the admin socket). timeout:
+    default deadline per call in seconds (a gateway must never wait on us longer than
+    its own budget). tls: TLS, trusting the system's CAs; tls_ca_file: TLS, trusting the
+    CA in this file; tls_cert_file, tls_key_file: this client's certificate and key
+    (mTLS, implies TLS); token_file: a file holding a bearer token (``[auth]
+    tokens_file`` on the server). Raises ``ValueError`` for an unusable file.
     """
 
-    def __init__(self, target: str, timeout: float = 10.0, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 10.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+        token_file: str | None = None,
+        tls: bool = False,
+    ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout}")
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(
+        self.channel = open_channel(
             target,
-            options=[
+            [
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 # Reconnect within seconds after a service restart: gRPC's default
@@ -40,6 +130,11 @@ class SpamGateClient:
                 ("grpc.min_reconnect_backoff_ms", 250),
                 ("grpc.max_reconnect_backoff_ms", 2000),
             ],
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            token_file,
+            tls,
         )
         self.stub = pb_grpc.SpamGateStub(self.channel)
 

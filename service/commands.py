@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from service.client_args import add_client_options, client_options
 from service.config import DEFAULT_PORT, EX_CONFIG, ConfigError, load_config
 
 
@@ -27,7 +28,7 @@ def add_parsers(sub: Any) -> None:
     c = sub.add_parser("classify", help="verdicts for messages, from a server or in-process")
     c.add_argument("paths", nargs="+", help="message files, folders of messages, or - for stdin")
     where = c.add_mutually_exclusive_group()
-    where.add_argument("--server", help="host:port of a running spamgate serve")
+    where.add_argument("--server", help="host:port of a running spamgate serve (or unix:PATH)")
     where.add_argument(
         "--model", type=Path, help="score in-process with this artifact (default: bundled model)"
     )
@@ -39,6 +40,7 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeatable)")
     c.add_argument("--json", action="store_true", help="one JSON object per line")
     c.add_argument("--timeout", type=float, default=10.0, help="per-message deadline with --server (s)")
+    add_client_options(c)
     c.set_defaults(func=cmd_classify)
 
 
@@ -101,7 +103,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if args.server:
             return _classify_remote(args, messages)
         return _classify_local(args, messages)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: an unusable TLS or token file
         print(f"spamgate classify: {exc}", file=sys.stderr)
         return 2
 
@@ -145,7 +147,7 @@ def _classify_remote(args: argparse.Namespace, messages: Iterator[tuple[str, byt
     from service.client import SpamGateClient, envelope
 
     status = 0
-    with SpamGateClient(args.server, timeout=args.timeout) as client:
+    with SpamGateClient(args.server, timeout=args.timeout, **client_options(args)) as client:
         for name, raw in messages:
             try:
                 e = _envelope(args)

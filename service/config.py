@@ -37,6 +37,21 @@ admin fixes a config in one pass instead of one restart per typo.
     level = "INFO"
     [policy]
     file = ""                   # admin policy TOML (see README); empty: built-in "balanced" policy
+    [tls]                       # TLS on the TCP listener (README "Security"); empty: plaintext
+    cert_file = ""              # server certificate chain (PEM); re-read when it changes
+    key_file = ""               # its private key (PEM, unencrypted)
+    client_ca_file = ""         # set: every TCP client must present a certificate signed by it (mTLS)
+    [admin]
+    socket = ""                 # admin Unix socket; "": derived (see service.admin_socket); "off": none
+    audit_log = ""              # JSON lines; "": beside the feedback DB / in the registry, else the log
+    anonymous_feedback = false  # true: ReportFeedback over TCP without a role
+    [auth]
+    tokens_file = ""            # bearer tokens, lines "ROLE TOKEN [NAME]"; not readable by others
+    anonymous = true            # false: TCP callers need a certificate or token for every call
+    [roles]                     # client-certificate identities (mTLS) per role: "CN=name" or "SAN=name"
+    admin = []
+    reporter = []
+    client = []
 """
 
 from __future__ import annotations
@@ -84,6 +99,9 @@ class ServerSection:
     stream_max_seconds: float = 600.0
     max_streams_per_peer: int = 2
     max_streams: int = 0  # 0: workers // 2
+    # Server reflection on the TCP listener; None: on for a loopback address only (the admin
+    # socket always has it). A TOML boolean (``metadata`` tells ``_typed`` the type).
+    reflection: bool | None = field(default=None, metadata={"type": bool})
 
     @property
     def stream_cap(self) -> int:
@@ -124,6 +142,45 @@ class PolicySection:
 
 
 @dataclass(frozen=True)
+class TlsSection:
+    """TLS on the TCP listener. ``client_ca_file`` makes client certificates mandatory.
+
+    There is no "ask for a certificate but accept a client without one": grpcio's server
+    credentials either require and verify one or never request one (with a CA given and
+    ``require_client_authentication=False``, a client's certificate never reached
+    ``auth_context``, tried with grpcio 1.85).
+    """
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file or self.key_file or self.client_ca_file)
+
+
+@dataclass(frozen=True)
+class AdminSection:
+    socket: str = ""
+    audit_log: str = ""
+    anonymous_feedback: bool = False
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    tokens_file: str = ""
+    anonymous: bool = True
+
+
+@dataclass(frozen=True)
+class RolesSection:
+    admin: list[str] = field(default_factory=list)
+    reporter: list[str] = field(default_factory=list)
+    client: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class BudgetLimits:
     """The per-message CPU budget: [limits] keys that bound work, not what the parser scans.
 
@@ -155,6 +212,10 @@ class Config:
     policy: PolicySection = field(default_factory=PolicySection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     budget: BudgetLimits = field(default_factory=BudgetLimits)
+    tls: TlsSection = field(default_factory=TlsSection)
+    admin: AdminSection = field(default_factory=AdminSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+    roles: RolesSection = field(default_factory=RolesSection)
 
     @property
     def model_path(self) -> Path:
@@ -180,6 +241,10 @@ _SECTIONS: dict[str, type] = {
     "logging": LoggingSection,
     "policy": PolicySection,
     "feedback": FeedbackSection,
+    "tls": TlsSection,
+    "admin": AdminSection,
+    "auth": AuthSection,
+    "roles": RolesSection,
 }
 
 
@@ -193,7 +258,7 @@ def _typed(section: str, cls: type, raw: Any, errors: list[str]) -> Any:
         if key not in known:
             errors.append(f"[{section}] unknown key {key!r} (known: {', '.join(sorted(known))})")
             continue
-        want = type(getattr(cls(), key))
+        want = known[key].metadata.get("type") or type(getattr(cls(), key))
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
@@ -264,6 +329,9 @@ def validate(cfg: Config) -> list[str]:
             parse_policy(Path(cfg.policy.file))
         except PolicyError as exc:
             errors.extend(f"[policy] file: {e}" for e in exc.errors)
+    from service.security_config import security_errors
+
+    errors.extend(security_errors(cfg))
     return errors
 
 

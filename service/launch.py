@@ -34,9 +34,18 @@ def serve_command(extra_args: list[str] | None = None) -> list[str]:
 
 
 def start_serve(
-    extra_args: list[str] | None = None, stderr: int | IO[Any] = subprocess.DEVNULL, timeout: float = 60.0
+    extra_args: list[str] | None = None,
+    stderr: int | IO[Any] = subprocess.DEVNULL,
+    timeout: float = 60.0,
+    **connection: Any,
 ) -> tuple[subprocess.Popen[str], int]:
-    """Launch ``spamgate serve --port 0 --metrics-port 0 EXTRA…``; (process, port) once a model answers."""
+    """Launch ``spamgate serve --port 0 --metrics-port 0 EXTRA…``; (process, port) once a model answers.
+
+    ``connection``: how to reach a server configured with TLS or mTLS (``tls_ca_file``,
+    ``tls_cert_file``, ``tls_key_file``: ``service.client.open_channel``'s parameters).
+    """
+    from service.client import open_channel
+
     proc = subprocess.Popen(
         serve_command(extra_args),
         cwd=REPO,
@@ -53,7 +62,7 @@ def start_serve(
     deadline = time.time() + timeout
     # Ready means Health says SERVING: the model is loaded in the server and in every scoring worker
     # (GetModelInfo answers as soon as the server has it, before the workers do).
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with open_channel(f"127.0.0.1:{port}", **connection) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

@@ -38,7 +38,9 @@ class MilterConfig:
     MTA is never held longer. fail_mode: ``open`` or ``tempfail``.
     max_bytes: message bytes sent for scanning (the rest is passed through
     unscanned-but-delivered, as the service scans a prefix anyway).
-    status_header: add X-Spam-Status to every message.
+    status_header: add X-Spam-Status to every message. tls, tls_ca_file, tls_cert_file,
+    tls_key_file, token_file: how to reach a server with TLS, mTLS or a bearer token
+    (``SpamGateClient``'s parameters of the same names).
     """
 
     server: str = "127.0.0.1:50051"
@@ -46,6 +48,23 @@ class MilterConfig:
     fail_mode: str = "tempfail"
     max_bytes: int = 10 * 1024 * 1024
     status_header: bool = True
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    token_file: str | None = None
+
+    def client(self) -> SpamGateClient:
+        """A client for ``server`` (``ValueError`` for an unusable TLS or token file)."""
+        return SpamGateClient(
+            self.server,
+            timeout=self.timeout,
+            tls=self.tls,
+            tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            token_file=self.token_file,
+        )
 
     def __post_init__(self) -> None:
         if self.fail_mode not in FAIL_MODES:
@@ -71,7 +90,7 @@ class _Shared:
         # One channel for all connections; gRPC reconnects on its own after an outage.
         with cls.lock:
             if cls.client is None:
-                cls.client = SpamGateClient(cls.config.server, timeout=cls.config.timeout)
+                cls.client = cls.config.client()
             return cls.client
 
 

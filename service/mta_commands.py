@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from service.client_args import add_client_options, client_options
 from service.config import EX_CONFIG
 from service.mta import FAIL_MODES
 
@@ -91,6 +92,7 @@ def add_parsers(sub: Any) -> None:
     )
     m.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="message bytes sent for scanning")
     m.add_argument("--no-status-header", action="store_true", help="do not add X-Spam-Status")
+    add_client_options(m)
     m.set_defaults(func=cmd_milter)
 
     c = sub.add_parser(
@@ -105,6 +107,7 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--client-ip", default="")
     c.add_argument("--mail-from", default="")
     c.add_argument("--rcpt", action="append", default=[])
+    add_client_options(c)
     c.set_defaults(func=cmd_check, usage_error=_usage_error("check"))
     setattr(c, "error", _usage_error("check"))  # noqa: B010 (a method override mypy would refuse)
 
@@ -125,9 +128,15 @@ def cmd_milter(args: argparse.Namespace) -> int:
         check_server_address(args.server)
         check_milter_socket(args.socket)
         cfg = MilterConfig(
-            args.server, args.timeout, args.fail_mode, args.max_bytes, not args.no_status_header
+            args.server,
+            args.timeout,
+            args.fail_mode,
+            args.max_bytes,
+            not args.no_status_header,
+            **client_options(args),
         )
-    except ValueError as exc:  # ConfigProblem included
+        cfg.client().close()  # an unusable TLS or token file is a configuration error, found now
+    except ValueError as exc:  # ConfigProblem and TlsError included
         print(f"spamgate milter: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
     setup_logging("json")
@@ -191,12 +200,19 @@ def _prepare(args: argparse.Namespace) -> Callable[[bytes], Any]:
             raise ConfigProblem(
                 "--policy is for in-process scoring; with --server the server's policy applies"
             )
+        try:
+            client = SpamGateClient(args.server, timeout=args.timeout, **client_options(args))
+        except ValueError as exc:  # an unusable TLS or token file
+            raise ConfigProblem(str(exc)) from exc
 
         def remote(raw: bytes) -> Any:
-            with SpamGateClient(args.server, timeout=args.timeout) as c:
+            with client as c:
                 return c.classify(raw, env)
 
         return remote
+    connection = client_options(args)
+    if any(connection.values()):
+        raise ConfigProblem("--tls, --tls-* and --token-file are for --server")
     from model.artifact import ArtifactError
     from service.config import ConfigError, load_config
     from service.policy import PolicyError

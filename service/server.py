@@ -21,6 +21,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import admin_socket, redact
+from service.access import AccessInterceptor, AccessPolicy, caller_is_admin
+from service.audit import AuditLog, audit_path
 from service.config import Config
 from service.feedback import FeedbackStore, RecentMessages
 from service.metrics import ServiceMetrics
@@ -33,6 +36,7 @@ from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
 from service.scoring_pool import ScoringPool
 from service.streams import StreamGuard, StreamLimits
+from service.tls import ReloadingCertificates, server_credentials
 from service.verdict import Envelope, ErrorKind, Request, RequestError, Verdict, build_verdict, verdict_dict
 
 log = logging.getLogger("spamgate.server")
@@ -340,10 +344,12 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
     def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
         if not self.engine.holder.loaded:
             context.abort(grpc.StatusCode.UNAVAILABLE, "no model loaded yet")
-        return model_info(self.engine.holder, self.engine.policies.current().version)
+        info = model_info(self.engine.holder, self.engine.policies.current().version)
+        return info if caller_is_admin() else redact.public_model_info(info)
 
     def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.ServicerContext) -> pb.PolicyInfo:
-        return policy_info(self.engine.policies, self.engine.holder)
+        info = policy_info(self.engine.policies, self.engine.holder)
+        return info if caller_is_admin() else redact.public_policy_info(info)
 
     def ReloadPolicy(self, request: pb.ReloadPolicyRequest, context: grpc.ServicerContext) -> pb.PolicyInfo:
         return policy_info(self.engine.policies, self.engine.holder, self.engine.policies.reload())
@@ -409,6 +415,13 @@ class RunningServer:
     watcher: RegistryWatcher | None = None
     pool: ScoringPool | None = None
     streams: StreamGuard | None = None
+    admin: admin_socket.AdminSocket | None = None  # the admin listener (None: [admin] socket = "off")
+    certificates: ReloadingCertificates | None = None  # TLS on the TCP listener
+
+    @property
+    def admin_target(self) -> str:
+        """The gRPC target of the admin socket (``unix:PATH``); "" without one."""
+        return self.admin.target if self.admin else ""
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -425,6 +438,8 @@ class RunningServer:
         if self.streams is not None:
             self.streams.stop()
         stopped = self.server.stop(grace)
+        if self.admin is not None:
+            self.admin.close()  # no new admin call finds it; the listener itself closes with the server
         pool = self.pool
         if pool is not None:
             # After the in-flight calls, which may still be scoring in the pool.
@@ -491,10 +506,14 @@ def start_server(
         # port must fail loudly, not silently split the traffic.
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
+    # Who may call what, and the audit log of admin calls (service.access); built before
+    # binding so a tokens file that went bad since validation stops the start.
+    access = AccessInterceptor(AccessPolicy.from_config(cfg), AuditLog(audit_path(cfg)))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=cfg.server.workers, thread_name_prefix="spamgate-rpc"),
         options=options,
         maximum_concurrent_rpcs=cfg.server.max_concurrent_rpcs,
+        interceptors=[access],
     )
     s = cfg.server
     streams = StreamGuard(
@@ -503,13 +522,30 @@ def start_server(
     pb_grpc.add_SpamGateServicer_to_server(SpamGateServicer(engine, streams), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # Registered for both listeners; on TCP the interceptor answers UNIMPLEMENTED unless
+    # [server] reflection (default: on for a loopback address only).
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{cfg.server.address}:{cfg.server.port}")
+    address = f"{cfg.server.address}:{cfg.server.port}"
+    certificates = None
+    if cfg.tls.enabled:
+        credentials, certificates = server_credentials(cfg.tls)
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {cfg.server.address}:{cfg.server.port}")
-    metrics_port = metrics.serve_http(cfg.metrics.address, cfg.metrics.port) if cfg.metrics.port else 0
+    admin_path = admin_socket.socket_path(cfg.admin, port)
+    admin = admin_socket.bind(server, admin_path) if admin_path else None
+    try:
+        metrics_port = metrics.serve_http(cfg.metrics.address, cfg.metrics.port) if cfg.metrics.port else 0
+    except BaseException:
+        if admin is not None:
+            admin.close()
+        raise
     running = RunningServer(server, port, health_servicer, engine, metrics_port, pool=engine.pool)
     running.streams = streams
+    running.admin = admin
+    running.certificates = certificates
     running.set_serving(False)
 
     def on_model(scorer: Any) -> None:

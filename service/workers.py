@@ -131,6 +131,8 @@ def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False, 
             "address": cfg.server.address,
             "port": running.port,
             "metrics_port": running.metrics_port,
+            "admin_socket": str(running.admin.path) if running.admin else "",
+            "tls": cfg.tls.enabled,
             "pid": os.getpid(),
         },
     )
@@ -203,11 +205,19 @@ def run_workers(cfg: Config) -> int:
     worker_cfg = replace(
         cfg, server=replace(cfg.server, port=port, processes=1), metrics=replace(cfg.metrics, port=0)
     )
+    # One Unix socket cannot be shared like the TCP port: the first worker serves the admin
+    # socket. A ReloadPolicy there reloads that worker only (SIGHUP to the parent reloads all);
+    # ActivateModel moves the registry pointer, which every worker follows.
+    from service.admin_socket import OFF, socket_path
+
+    admin_path = socket_path(cfg.admin, port)
+    sockets = [str(admin_path) if admin_path and i == 0 else OFF for i in range(cfg.server.processes)]
+    worker_cfgs = [replace(worker_cfg, admin=replace(cfg.admin, socket=s)) for s in sockets]
     ctx = multiprocessing.get_context("spawn")
     readies = [ctx.Event() for _ in range(cfg.server.processes)]
     workers = [
-        ctx.Process(target=_worker, args=(worker_cfg, ready), name=f"spamgate-worker-{i}")
-        for i, ready in enumerate(readies)
+        ctx.Process(target=_worker, args=(wcfg, ready), name=f"spamgate-worker-{i}")
+        for i, (wcfg, ready) in enumerate(zip(worker_cfgs, readies, strict=True))
     ]
     for w in workers:
         if not signals.stopping:
@@ -249,7 +259,12 @@ def run_workers(cfg: Config) -> int:
 
     log.info(
         "workers started",
-        extra={"port": port, "processes": cfg.server.processes, "pids": [w.pid for w in workers]},
+        extra={
+            "port": port,
+            "processes": cfg.server.processes,
+            "pids": [w.pid for w in workers],
+            "admin_socket": str(admin_path or ""),
+        },
     )
     # Announce only once every worker serves: a client before that would meet a half-started pool.
     failed = False

@@ -49,8 +49,13 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 
 
 @contextmanager
-def serve_with_policy(model: Artifact, policy: Path) -> Iterator[SpamGateClient]:
-    """A real server on an ephemeral 127.0.0.1 port with ``model`` and the policy file ``policy``."""
+def serve_with_policy(
+    model: Artifact, policy: Path, admin_socket: Path | None = None
+) -> Iterator[SpamGateClient]:
+    """A real server on an ephemeral 127.0.0.1 port with ``model`` and the policy file ``policy``.
+
+    The client yielded is on TCP; admin calls go to ``admin_socket`` (``unix:PATH``).
+    """
     from service.config import load_config, with_server
     from service.server import start_server
 
@@ -60,6 +65,8 @@ def serve_with_policy(model: Artifact, policy: Path) -> Iterator[SpamGateClient]
         "policy": {"file": str(policy)},
         "model": {"path": str(model.path)},
     }
+    if admin_socket is not None:
+        overrides["admin"] = {"socket": str(admin_socket)}
     running = start_server(with_server(load_config(None, overrides), port=0))
     running.engine.holder.load(model.path)
     client = SpamGateClient(f"127.0.0.1:{running.port}")

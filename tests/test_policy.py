@@ -372,7 +372,7 @@ recipient_domains = ["r.example"]
 reject = 0.000001
 """,
     )
-    with serve_with_policy(small_model, path) as client:
+    with serve_with_policy(small_model, path, tmp_path / "admin.sock") as client:
         yield client, path
 
 
@@ -399,18 +399,23 @@ def test_grpc_round_trip_for_each_action(policy_server: tuple[SpamGateClient, Pa
     assert not r.scanned and r.list_decision == "allow: sender friend@example.org"
 
 
-def test_grpc_reload_and_get_policy(policy_server: tuple[SpamGateClient, Path]) -> None:
+def test_grpc_reload_and_get_policy(policy_server: tuple[SpamGateClient, Path], tmp_path: Path) -> None:
     c, path = policy_server
-    info = c.stub.GetPolicy(pb.GetPolicyRequest())
+    admin = SpamGateClient(f"unix:{tmp_path / 'admin.sock'}")  # ReloadPolicy is refused on TCP
+    info = admin.stub.GetPolicy(pb.GetPolicyRequest())
     assert info.version and info.source == str(path) and info.thresholds
+    assert c.stub.GetPolicy(pb.GetPolicyRequest()).source == ""  # no path for a caller without admin
     good = path.read_text()
     path.write_text("this is [not toml")
-    bad = c.stub.ReloadPolicy(pb.ReloadPolicyRequest())
+    bad = admin.stub.ReloadPolicy(pb.ReloadPolicyRequest())
     assert not bad.reloaded and bad.errors and bad.version == info.version
+    assert str(path) in bad.errors[0]
+    assert str(path.parent) not in "".join(c.stub.GetPolicy(pb.GetPolicyRequest()).errors)
     r = c.classify(make(), envelope(mail_from="friend@example.org"))
     assert r.action == pb.ACTION_DELIVER  # old policy still in force
     path.write_text(good.replace('senders = ["friend@example.org"]', 'senders = ["other@example.org"]'))
-    ok = c.stub.ReloadPolicy(pb.ReloadPolicyRequest())
+    ok = admin.stub.ReloadPolicy(pb.ReloadPolicyRequest())
+    admin.close()
     assert ok.reloaded and ok.version != info.version
     r = c.classify(make(), envelope(mail_from="friend@example.org"))
     assert r.scanned and c.model_info().policy_version == ok.version

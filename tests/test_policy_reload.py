@@ -153,8 +153,9 @@ def test_a_bad_policy_at_start_is_a_configuration_error(tmp_path: Path) -> None:
 @pytest.fixture()
 def rpc_server(small_model: Artifact, tmp_path: Path) -> Iterator[tuple[SpamGateClient, Path]]:
     path = write_good(tmp_path)
-    with serve_with_policy(small_model, path) as client:
-        yield client, path
+    socket = tmp_path / "admin.sock"  # ReloadPolicy is an admin call: refused on TCP
+    with serve_with_policy(small_model, path, socket), SpamGateClient(f"unix:{socket}") as admin:
+        yield admin, path
 
 
 def test_reload_policy_rpc_refuses_an_emptied_file(rpc_server: tuple[SpamGateClient, Path]) -> None:

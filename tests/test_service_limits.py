@@ -300,17 +300,20 @@ def test_stream_refuses_oversize_fields_per_message_without_echoing_them(
 def test_oversize_feedback_field_is_invalid_argument(
     fb_server: tuple[RunningServer, SpamGateClient], field: str
 ) -> None:
-    _, c = fb_server
+    running, _ = fb_server
     limit = FIELD_LIMITS[field]
     req = pb.FeedbackRequest(label=pb.FEEDBACK_LABEL_SPAM, **{field: "f" * (limit + 1)})  # type: ignore[arg-type]
     if field == "reporter":
         req.message = make()
-    with pytest.raises(grpc.RpcError) as e:
-        c.stub.ReportFeedback(req, timeout=10)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert e.value.details() == f"{field} is {limit + 1} characters, above the limit of {limit}"
-    req = pb.FeedbackRequest(label=pb.FEEDBACK_LABEL_SPAM, message=make({"Subject": "r"}), reporter="r" * 256)
-    assert c.stub.ReportFeedback(req, timeout=10).message_sha256
+    with SpamGateClient(running.admin_target, timeout=10) as c:  # ReportFeedback: refused on TCP by default
+        with pytest.raises(grpc.RpcError) as e:
+            c.stub.ReportFeedback(req, timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details() == f"{field} is {limit + 1} characters, above the limit of {limit}"
+        req = pb.FeedbackRequest(
+            label=pb.FEEDBACK_LABEL_SPAM, message=make({"Subject": "r"}), reporter="r" * 256
+        )
+        assert c.stub.ReportFeedback(req, timeout=10).message_sha256
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:

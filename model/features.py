@@ -44,7 +44,10 @@ from model.tokens import TokenConfig, TokenCounts, message_tokens
 # above its own FPR-1% point 77 -> 75, at the new-site TAG/REROUTE 0.9786/0.9931 1 / 0 -> 1 / 0,
 # spam at TAG 19 / 24 -> 19 / 24; S1 1-ROCA% 0.0090 -> 0.0087 (catch at 0.1% FPR 98.41% both),
 # S2 0.0277 -> 0.0276 (99.38% both): inside the noise DEVELOPERS.md states.
-FEATURE_VERSION = "sg-features-8"
+# sg-features-9: a Received hop whose client authenticated (model.parse._RCVD_AUTH) gives the token
+# "rh:<auth>" instead of its HELO's, and the HELO/rDNS heuristics skip it (issue 14; figures in
+# BENCHMARKS.md, "Authenticated submission").
+FEATURE_VERSION = "sg-features-9"
 
 _WEIGHTINGS = ("log", "binary")
 # Per n-gram length: the mask of each packed byte's top bit (a byte >= 0x80 somewhere in the n-gram).

@@ -404,12 +404,16 @@ def _no_hops(v: MessageView) -> float:
 
 @_rule("RCVD_NUMERIC_HELO", "A relay greeted with a bare IP address instead of a host name")
 def _numeric_helo(v: MessageView) -> float:
-    return float(any(h.helo and is_ip_literal(h.helo) for h in v.received[:3]))
+    # Authenticated submission hops are left out here and in the other HELO/rDNS rules below: a
+    # mail program greets with whatever its machine is called (see model.parse._RCVD_AUTH).
+    return float(any(h.helo and is_ip_literal(h.helo) and not h.authenticated for h in v.received[:3]))
 
 
 @_rule("RCVD_HELO_NOT_FQDN", "A relay's HELO is not a fully qualified domain name")
 def _helo_fqdn(v: MessageView) -> float:
     for h in v.received[:3]:
+        if h.authenticated:
+            continue
         if h.helo and h.ip and not is_ip_literal(h.helo) and not _FQDN.match(h.helo) and not _private(h.ip):
             return 1.0
     return 0.0
@@ -418,7 +422,7 @@ def _helo_fqdn(v: MessageView) -> float:
 @_rule("RCVD_HELO_PRIVATE_FROM_PUBLIC", "A public IP greeted as a private address (HELO/IP mismatch)")
 def _helo_private(v: MessageView) -> float:
     for h in v.received[:3]:
-        if h.ip and not _private(h.ip) and is_ip_literal(h.helo) and _private(h.helo):
+        if h.ip and not _private(h.ip) and is_ip_literal(h.helo) and _private(h.helo) and not h.authenticated:
             return 1.0
     return 0.0
 
@@ -434,7 +438,7 @@ def _reserved_ip(v: MessageView) -> float:
 @_rule("RCVD_NO_RDNS", "The connecting relay had no reverse DNS name")
 def _no_rdns(v: MessageView) -> float:
     for h in v.received[:3]:
-        if h.ip and not _private(h.ip):
+        if h.ip and not _private(h.ip) and not h.authenticated:
             return float(not h.rdns)
     return 0.0
 

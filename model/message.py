@@ -38,6 +38,10 @@ class ReceivedHop:
     ip: str
     by: str
     date: datetime | None  # parsed only up to the newest hop that has one (the only one rules read)
+    # The client authenticated (SMTP AUTH, RFC 3848 "with ESMTPA/ESMTPSA", or Postfix's
+    # "(Authenticated sender: …)"): a mail program submitting for its user, not a relay. Its HELO
+    # is whatever the laptop calls itself ("[192.168.1.5]", "DESKTOP-4F2K") and says nothing.
+    authenticated: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,16 @@ MAX_RAW_PREFIX = 16384
 
 _RCVD_FROM = re.compile(r"\bfrom\s+([^\s;()]+)?\s*(\([^)]{0,300}\))?", re.IGNORECASE)
 _RCVD_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
+# Authenticated submission (sg-features-9): RFC 3848's "with" keywords ESMTPA / ESMTPSA / LMTPA /
+# LMTPSA (and UTF8SMTPA/UTF8SMTPSA of RFC 6531), and Postfix's "(Authenticated sender: …)" comment.
+# Nearly all person-to-person mail now enters the Internet this way, from a mail program whose HELO
+# is an address literal or a bare machine name, but the training corpora predate it: only 341 ham
+# and 154 spam of the ~92,000 local corpus messages have such a hop (grep over /work/data), so
+# RCVD_NUMERIC_HELO and "rh:<ip>" had been learned as spam evidence from botnet mail and charged
+# to every Outlook/Thunderbird message (the multilingual set's "business" messages, issue 14).
+_RCVD_AUTH = re.compile(
+    r"\bwith\s+(?:E?SMTPS?A|LMTPS?A|UTF8SMTPS?A)\b|\(Authenticated sender:", re.IGNORECASE
+)
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 # Linear time (issue 13): the address patterns are written so that no search starts over inside a
 # run it has already scanned. _BARE_ADDR was [^…]+@[^…]+: in a run of address characters without a
@@ -318,7 +328,13 @@ def parse_received(value: str, with_date: bool = True) -> ReceivedHop:
     if b:
         by = b.group(1).lower()
     return ReceivedHop(
-        raw=value[:500], helo=helo, rdns=rdns, ip=ip, by=by, date=parse_date(when) if with_date else None
+        raw=value[:500],
+        helo=helo,
+        rdns=rdns,
+        ip=ip,
+        by=by,
+        date=parse_date(when) if with_date else None,
+        authenticated=bool(_RCVD_AUTH.search(head)),
     )
 
 

@@ -154,7 +154,10 @@ def header_tokens(view: MessageView, cfg: TokenConfig, out: TokenCounts) -> None
     # The newest three hops are the ones the receiving site added or saw
     # directly; older hops are sender-controlled and cheap to forge.
     for hop in view.received[:3]:
-        if hop.helo:
+        if hop.authenticated:
+            # One token for "a mail program submitted this with SMTP AUTH"; its HELO is noise.
+            out["rh:<auth>"] += 1
+        elif hop.helo:
             if is_ip_literal(hop.helo):
                 out["rh:<ip>"] += 1
             else:

@@ -190,3 +190,43 @@ def test_caps_rules_count_letters_of_every_script() -> None:
     # shouting in a cased script other than Latin fires as it does in Latin
     shouting = "СРОЧНО! ВЫ ВЫИГРАЛИ ПРИЗ, ОТВЕТЬТЕ СЕГОДНЯ И ПОЛУЧИТЕ ДЕНЬГИ НА СВОЙ СЧЁТ\n"
     assert _caps(make({"Subject": "СРОЧНО ВАШ ВЫИГРЫШ"}, body=shouting)) == (1.0, 1.0)
+
+
+# sg-features-9 (issue 14): an authenticated submission hop (RFC 3848 "with ESMTPSA", Postfix's
+# "(Authenticated sender: …)") is a mail program, not a relay: its HELO and missing rDNS say nothing.
+AUTH_RCVD = (
+    "from {helo} ({rdns}[{ip}]) by mail.example.org (Postfix) with ESMTPSA id 4B2C1;"
+    " Mon, 3 Mar 2025 10:00:00 +0000"
+)
+POSTFIX_AUTH_RCVD = (
+    "from {helo} ({rdns}[{ip}]) (Authenticated sender: bob@example.org) by mail.example.org"
+    " (Postfix) with ESMTP id 4B2C1; Mon, 3 Mar 2025 10:00:00 +0000"
+)
+
+
+@pytest.mark.parametrize(
+    ("rule", "helo", "rdns", "ip"),
+    [
+        ("RCVD_NUMERIC_HELO", "[192.0.2.40]", "unknown ", "93.184.216.9"),
+        ("RCVD_HELO_NOT_FQDN", "DESKTOP-4F2K", "dyn.example.net ", "93.184.216.9"),
+        ("RCVD_HELO_PRIVATE_FROM_PUBLIC", "[192.168.1.20]", "dyn.example.net ", "93.184.216.9"),
+        ("RCVD_NO_RDNS", "[192.168.1.20]", "", "93.184.216.34"),
+    ],
+)
+def test_helo_rules_skip_authenticated_submission(rule: str, helo: str, rdns: str, ip: str) -> None:
+    i = HEURISTIC_NAMES.index(rule)
+    relayed = RCVD.format(helo=helo, rdns=rdns, ip=ip)
+    assert heuristic_values(parse_message(make({"Received": relayed})))[i] > 0, "fires on a relay"
+    for template in (AUTH_RCVD, POSTFIX_AUTH_RCVD):
+        submitted = template.format(helo=helo, rdns=rdns, ip=ip)
+        assert heuristic_values(parse_message(make({"Received": submitted})))[i] == 0, template
+
+
+def test_authenticated_hop_token_replaces_its_helo() -> None:
+    from model.tokens import TokenConfig, message_tokens
+
+    submitted = AUTH_RCVD.format(helo="[192.0.2.40]", rdns="unknown ", ip="93.184.216.9")
+    toks = message_tokens(parse_message(make({"Received": submitted})), TokenConfig())
+    assert toks["rh:<auth>"] == 1 and "rh:<ip>" not in toks
+    relayed = RCVD.format(helo="[192.0.2.40]", rdns="unknown ", ip="93.184.216.9")
+    assert "rh:<ip>" in message_tokens(parse_message(make({"Received": relayed})), TokenConfig())

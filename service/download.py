@@ -1,0 +1,122 @@
+"""Capped, streaming reads from a distribution point (a folder, or an HTTP(S) base URL).
+
+Every read has a byte cap fixed before it starts: a file is streamed in 1 MiB
+chunks to disk (never held whole in memory) and abandoned as soon as it goes
+over its cap, so a hostile or broken server can cost at most the cap in disk
+and a chunk in memory. HTTP answers whose Content-Length is over the cap are
+refused before the body is read, and a redirect may not leave HTTP(S) nor go
+from https:// to http://.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import stat
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+_CHUNK = 1 << 20
+_TIMEOUT = 30.0  # seconds per socket operation (connect, each read)
+
+
+class FetchError(ValueError):
+    """A read that failed or went over its cap (the URL or path, and why)."""
+
+
+def is_http(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def location(source: str, rel: str) -> str:
+    """Where ``rel`` (made only of validated names joined by '/') lives under ``source``."""
+    if is_http(source):
+        return urllib.parse.urljoin(source.rstrip("/") + "/", rel)
+    return str(Path(source) / rel)
+
+
+@contextlib.contextmanager
+def _open(source: str, rel: str, cap: int) -> Iterator[BinaryIO]:
+    where = location(source, rel)
+    if not is_http(source):
+        # O_NONBLOCK: opening a FIFO planted in the folder must not hang; a regular file ignores it.
+        try:
+            fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise FetchError(f"{where}: {exc.strerror}") from exc
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FetchError(f"{where}: not a regular file")
+            if st.st_size > cap:
+                raise FetchError(f"{where}: {st.st_size} bytes, over the cap of {cap}")
+            yield f
+        return
+    scheme = urllib.parse.urlsplit(source).scheme
+    req = urllib.request.Request(where, headers={"Accept-Encoding": "identity"})
+    try:
+        resp = urllib.request.urlopen(req, timeout=_TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise FetchError(f"{where}: HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise FetchError(f"{where}: {exc.reason}") from exc
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise FetchError(f"{where}: {exc}") from exc
+    with resp:
+        final = urllib.parse.urlsplit(resp.geturl()).scheme
+        if final not in ("http", "https") or (scheme == "https" and final != "https"):
+            raise FetchError(f"{where}: redirected to {resp.geturl()}; refused")
+        length = resp.headers.get("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > cap:
+            raise FetchError(f"{where}: {int(length)} bytes, over the cap of {cap}")
+        yield resp
+
+
+def _stream(
+    source: str, rel: str, cap: int, sink: BinaryIO | None, keep: bytearray | None
+) -> tuple[int, str]:
+    where = location(source, rel)
+    h = hashlib.sha256()
+    n = 0
+    with _open(source, rel, cap) as f:
+        while True:
+            try:
+                chunk = f.read(min(_CHUNK, cap + 1 - n))
+            except (OSError, http.client.HTTPException) as exc:
+                raise FetchError(f"{where}: read failed after {n} bytes: {exc}") from exc
+            if not chunk:
+                break
+            n += len(chunk)
+            if n > cap:
+                raise FetchError(f"{where}: more than the cap of {cap} bytes; abandoned")
+            h.update(chunk)
+            if sink is not None:
+                sink.write(chunk)
+            if keep is not None:
+                keep += chunk
+    return n, h.hexdigest()
+
+
+def fetch_bytes(source: str, rel: str, cap: int) -> bytes:
+    """A small file (index, signature) read whole; at most ``cap`` bytes."""
+    buf = bytearray()
+    _stream(source, rel, cap, None, buf)
+    return bytes(buf)
+
+
+def fetch_file(source: str, rel: str, dest: Path, cap: int) -> tuple[int, str]:
+    """Stream ``rel`` to a new file ``dest``; returns (size, sha256). At most ``cap`` bytes."""
+    try:
+        with open(dest, "xb") as out:
+            return _stream(source, rel, cap, out, None)
+    except FetchError:
+        raise
+    except OSError as exc:  # writing: the disk, not the source
+        raise FetchError(f"{dest}: {exc.strerror}") from exc

@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="spamgate-fbkill-") as tmp_name:
         tmp = Path(tmp_name)
         db = tmp / "feedback.db"
-        cfg = write_config(tmp / "serve.toml", {"feedback": {"db": str(db)}})
+        # Reports over TCP, as gateways send them: allowed explicitly (refused by default, README "Security")
+        cfg = write_config(
+            tmp / "serve.toml", {"feedback": {"db": str(db)}, "admin": {"anonymous_feedback": True}}
+        )
         for r in range(args.rounds):
             delay = rng.uniform(args.min_seconds, args.max_seconds)
             try:

@@ -262,11 +262,13 @@ def main(argv: list[str] | None = None) -> int:
                 "model": {"registry": str(reg.root)},
                 "policy": {"file": str(policy)},
                 "feedback": {"db": str(tmp / "feedback.db")},
+                # ReloadPolicy is an admin call (the socket); the load's reports stay on TCP
+                "admin": {"socket": str(tmp / "admin.sock"), "anonymous_feedback": True},
             },
         )
         proc, port = start_serve(["--config", str(cfg)])
         target = f"127.0.0.1:{port}"
-        admin = Admin(target, proc.pid, policy, reg, versions)
+        admin = Admin(f"unix:{tmp / 'admin.sock'}", proc.pid, policy, reg, versions)
         load = SteadyLoad(target, args.rate, args.threads, args.seed)
         try:
             # The scoring workers load the model on their first message: warm them before the baseline.

@@ -655,7 +655,11 @@ def test_serve_process_with_mtls(pki: dict[str, Any], tmp_path: Path) -> None:
         f'[admin]\nsocket = "{tmp_path / "admin.sock"}"\n[limits]\ncpu_budget_ms = 0\n'
     )
     log = tmp_path / "serve.log"
-    conn = {"tls_ca_file": str(pki["ca"].ca_file), "tls_cert_file": str(gw.cert), "tls_key_file": str(gw.key)}
+    conn: dict[str, Any] = {
+        "tls_ca_file": str(pki["ca"].ca_file),
+        "tls_cert_file": str(gw.cert),
+        "tls_key_file": str(gw.key),
+    }
     with log.open("w") as err:
         proc, port = start_serve(["--config", str(config)], stderr=err, **conn)
     try:

@@ -1,12 +1,27 @@
-"""Retrain with an evaluation gate: a candidate ships only if it is not worse.
+"""Retrain with an evaluation gate: a candidate ships only if it is not worse and not poisoned.
 
-Data: the base corpora plus the feedback store (reports come last in time).
-The most recent ``holdout`` fraction of that stream is held back; the
-candidate trains on the rest; candidate and active model are scored on the
-held-back mail; the candidate is promoted only if its 1-ROCA% and its FPR at
-the balanced operating point are within the tolerances of the active
-model's. The decision and both sets of figures are written into the
-candidate's manifest and a report (JSON + ROC plot of both).
+Data: the base corpora plus the site's reports (the feedback store). Which
+of them train the candidate and which are held back for the gate is one rule,
+``training.reports.gate_split``: the newest ``holdout`` fraction of the base
+corpora and of *trusted* reporters' reports is held back; every untrusted
+report is training mail. Reports are a drop in a large base corpus, so they
+are learnt as a site layer on top of the base recipe's weights
+(``training.site_layer``; the evidence is in BENCHMARKS.md).
+
+The candidate is compared on the held-back mail with the reference model:
+the active one, or the bundled model at a site's first retrain. If the
+reference trained on held-back mail (its training filter says so, or it has
+none), its figures there would be flattered, so the comparison is with a
+*control* instead: the same recipe fitted on the same base mail without the
+reports, which asks exactly "did the reports make the model worse on mail no
+reporter controls?". The candidate is promoted only if its 1-ROCA% and its
+FPR at the FPR-0.1% point are within the tolerances of the comparator's.
+
+A candidate is also **held** when more than ``max_contradicting`` of its
+training reports contradict a confident verdict of the reference (reported
+spam at p < 0.05, reported ham at p > 0.95): the shape of a poisoning run
+(issue 16), whatever the gate's figures say. The decision and all figures go
+into the candidate's manifest and a report (JSON + ROC plot).
 """
 
 from __future__ import annotations
@@ -14,20 +29,25 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from model.artifact import Artifact, LinearModel, write_artifact
 from model.features import FeatureConfig, FeatureExtractor
+from model.training_filter import contains, load_training_filter
 from training import metrics
 from training.corpora import LabelledMessage
 from training.evaluate import plot_roc
-from training.featurize import featurize
-from training.fit import SGD_LOSSES, TrainConfig, fit
-from training.train import build_manifest, in_time_order, new_version
+from training.featurize import Featurized, featurize
+from training.fit import SGD_LOSSES, FitResult, TrainConfig, fit
+from training.reports import Report, gate_split
+from training.site_layer import SITE_C, fit_with_site_layer
+from training.train import build_manifest, join, new_version, training_filter_files
 
 
 @dataclass(frozen=True)
@@ -35,19 +55,37 @@ class GateConfig:
     """How much worse a candidate may be and still ship.
 
     roca_tolerance: relative slack on 1-ROCA% (0.05 = 5% worse allowed).
-    fpr_tolerance: absolute slack on FPR at the balanced point.
-    holdout: fraction of the newest mail held back for the comparison.
+    fpr_tolerance: absolute slack on FPR at the FPR-0.1% point.
+    catch_tolerance: absolute slack on catch at the FPR-0.1% point.
+    holdout: fraction of the newest base mail and trusted reports held back
+        for the comparison (``training.reports.gate_split``).
+    max_contradicting: the candidate is held when more than this fraction of
+        its training reports contradict a confident reference verdict.
+    confident: a verdict is confident below this probability or above 1 - it.
     """
 
     roca_tolerance: float = 0.05
     fpr_tolerance: float = 0.0005
     holdout: float = 0.15
+    max_contradicting: float = 0.2
+    confident: float = 0.05
+    # Catch at the FPR-0.1% point may fall by at most this much (absolute). Without it, a candidate
+    # poisoned into a backwards calibration passed: FPR 0% at its point because it flagged nothing.
+    catch_tolerance: float = 0.02
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout < 0.5:
             raise ValueError(f"holdout must be in (0, 0.5), got {self.holdout}")
-        if self.roca_tolerance < 0 or self.fpr_tolerance < 0:
+        if self.roca_tolerance < 0 or self.fpr_tolerance < 0 or self.catch_tolerance < 0:
             raise ValueError("tolerances must be >= 0")
+        if not 0 <= self.max_contradicting <= 1:
+            raise ValueError(f"max_contradicting must be in [0, 1], got {self.max_contradicting}")
+        if not 0 < self.confident < 0.5:
+            raise ValueError(f"confident must be in (0, 0.5), got {self.confident}")
+
+
+# Exit codes of ``spamgate retrain`` (README): promoted / not promoted by the gate / held as poisoned.
+EXIT_PROMOTED, EXIT_NOT_PROMOTED, EXIT_HELD = 0, 1, 3
 
 
 def corpus_summary(name: str, messages: list[LabelledMessage]) -> dict[str, Any]:
@@ -62,22 +100,47 @@ def corpus_summary(name: str, messages: list[LabelledMessage]) -> dict[str, Any]
     }
 
 
-def after(base: list[LabelledMessage], later: list[LabelledMessage]) -> list[LabelledMessage]:
-    """``later`` (e.g. feedback, in report order) placed in time after every message of ``base``."""
-    start = max((m.order or 0.0 for m in base), default=0.0)
-    return [replace(m, order=start + (m.order or 0.0)) for m in later]
+def _figures(
+    y: np.ndarray, margin: np.ndarray, p: np.ndarray, points: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """1-ROCA% of the margins, FPR and catch at the model's FPR-0.1% point.
 
-
-def _figures(y: np.ndarray, p: np.ndarray, points: list[dict[str, Any]]) -> dict[str, Any]:
+    The ranking is read off the margins, not the probabilities: a model
+    trained mostly on inverted labels learns a backwards calibration too
+    (Platt slope < 0), and its probabilities then rank clean mail correctly
+    (seen in the poisoning test: 1-ROCA% 0.0 with catch 0% at the point).
+    """
     # The FPR-0.1% point (named "balanced" in manifests before v1.1: matched by its target).
     bal = next((pt for pt in points if abs(float(pt.get("target_fpr", -1)) - 0.001) < 1e-12), None)
     at = metrics.rates_at(y, p, bal["threshold"]) if bal else {"fpr": float("nan"), "catch": float("nan")}
     return {
-        "one_minus_roca_pct": metrics.one_minus_roca_pct(y, p),
+        "one_minus_roca_pct": metrics.one_minus_roca_pct(y, margin),
         "balanced_fpr": at["fpr"],
         "balanced_catch": at["catch"],
         "n": len(y),
     }
+
+
+def empty_rows(n_columns: int) -> Featurized:
+    """A featurised corpus of no messages (a retrain with no base corpora, or no reports)."""
+    return Featurized(
+        X=sp.csr_matrix((0, n_columns), dtype=np.float32),
+        y=np.zeros(0, dtype=np.int8),
+        sources=[],
+        order=[],
+        message_ids=[],
+        digests=[],
+    )
+
+
+def reference_model(active: Artifact | None) -> tuple[Artifact, str]:
+    """What a candidate is judged against: the active model, or the bundled one at a first retrain."""
+    if active is not None:
+        return active, "active"
+    from model.artifact import load_artifact
+    from model.bundled import bundled_model_path
+
+    return load_artifact(bundled_model_path()), "bundled"
 
 
 def retrain(
@@ -92,14 +155,75 @@ def retrain(
     n_jobs: int = -1,
     progress: bool = True,
     command: str = "",
+    reports: Sequence[Report] = (),
 ) -> tuple[Path, dict[str, Any]]:
-    """Train a candidate, gate it against ``active``; returns (candidate dir, decision)."""
-    data = in_time_order(featurize(messages, feature_cfg, n_jobs=n_jobs, progress=progress))
-    n_hold = max(1, round(len(data.y) * gate.holdout))
-    train_idx, hold_idx = np.arange(len(data.y) - n_hold), np.arange(len(data.y) - n_hold, len(data.y))
-    if len(np.unique(data.y[hold_idx])) < 2:
-        raise ValueError("the held-back slice needs both spam and ham; add data or raise --holdout")
-    tr, ho = data.subset(train_idx), data.subset(hold_idx)
+    """Featurise base corpora (``messages``) and ``reports``, then ``retrain_rows``."""
+    base = featurize(messages, feature_cfg, n_jobs=n_jobs, progress=progress) if messages else None
+    rep = (
+        featurize([r.message for r in reports], feature_cfg, n_jobs=n_jobs, progress=progress)
+        if reports
+        else None
+    )
+    raws = {m.source: m.raw for m in messages}
+    raws.update({r.message.source: r.message.raw for r in reports})
+    return retrain_rows(
+        base if base is not None else empty_rows(feature_cfg.n_columns),
+        rep if rep is not None else empty_rows(feature_cfg.n_columns),
+        [r.trusted for r in reports],
+        active,
+        out_root,
+        feature_cfg,
+        train_cfg,
+        gate,
+        corpora,
+        warm_start=warm_start,
+        n_jobs=n_jobs,
+        command=command,
+        raws=raws,
+    )
+
+
+def retrain_rows(
+    base: Featurized,
+    reports: Featurized,
+    trusted: Sequence[bool],
+    active: Artifact | None,
+    out_root: Path,
+    feature_cfg: FeatureConfig,
+    train_cfg: TrainConfig,
+    gate: GateConfig,
+    corpora: list[dict[str, Any]],
+    warm_start: bool = False,
+    n_jobs: int = -1,
+    command: str = "",
+    raws: Mapping[str, bytes] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train a candidate on featurised rows, gate it; returns (candidate dir, decision).
+
+    ``reports`` rows are in report order, ``trusted`` says which reporter is
+    trusted. ``raws`` (source → message) is needed only when the reference
+    model's features differ from ``feature_cfg``.
+    """
+    if len(trusted) != len(reports.y):
+        raise ValueError("one trusted flag per report is needed")
+    reference, ref_kind = reference_model(active)
+    base_tr, base_ho, rep_tr, rep_ho = gate_split(base.order, trusted, gate.holdout)
+    rep_train = reports.subset(rep_tr)
+    # The site's label wins over a base corpus's for the same message.
+    reported = set(reports.digests)
+    base_tr = np.array([i for i in base_tr.tolist() if base.digests[i] not in reported], dtype=np.int64)
+    base_train = base.subset(base_tr)
+    tr = join([base_train, rep_train])
+    ho = join([base.subset(base_ho), reports.subset(rep_ho)])
+    seen = set(tr.digests)
+    ho = ho.subset(np.array([i for i, d in enumerate(ho.digests) if d not in seen], dtype=np.int64))
+    if len(np.unique(ho.y)) < 2:
+        raise ValueError(
+            f"the gate has {len(ho.y)} held-back messages, not both spam and ham: give base corpora "
+            "(--corpus) or trusted reporters (--trusted-reporter), or raise --holdout"
+        )
+    if len(np.unique(tr.y)) < 2:
+        raise ValueError("the training mail needs both spam and ham")
     init = None
     warm_note = ""
     if warm_start:
@@ -107,71 +231,164 @@ def retrain(
         # optimum from any start, so a warm start would only be a promise not kept.
         if train_cfg.loss not in SGD_LOSSES:
             warm_note = f"warm start ignored: loss {train_cfg.loss!r} is solved exactly from scratch"
-        elif active is None or active.features != feature_cfg:
-            warm_note = "warm start ignored: no active model with the same features"
+        elif reference.features != feature_cfg:
+            warm_note = (
+                "warm start ignored: no active model with the same features"
+                if ref_kind == "active"
+                else "warm start ignored: no active model, and the bundled model's features differ"
+            )
         else:
-            init = (active.model.coef, active.model.intercept)
+            init = (reference.model.coef, reference.model.intercept)
     t0 = time.perf_counter()
-    result = fit(tr.X, tr.y, train_cfg, init=init)
-    cand_p = result.model.calibration.probability(result.model.margin(ho.X))
-    cand = _figures(ho.y, cand_p, result.operating_points)
+    control: FitResult | None = None
+    if len(np.unique(base_train.y)) == 2:
+        # The base recipe on the base mail, and the site layer on the reports on top of it
+        # (training.site_layer: the method chosen on the evidence in BENCHMARKS.md).
+        control, result = fit_with_site_layer(
+            base_train.X, base_train.y, rep_train.X, rep_train.y, train_cfg, n_jobs=n_jobs, init=init
+        )
+        method = f"site layer (C={SITE_C}) on the base recipe"
+    else:  # no base corpus: the reports alone
+        result = fit(tr.X, tr.y, train_cfg, init=init, n_jobs=n_jobs)
+        method = "refit on the reports alone (no base corpus)"
+    cand_m = result.model.margin(ho.X)
+    cand_p = result.model.calibration.probability(cand_m)
+    cand = _figures(ho.y, cand_m, cand_p, result.operating_points)
+
+    # The poisoning check: training reports that contradict a confident reference verdict.
+    contra = _contradicting(reference, rep_train, feature_cfg, raws, gate.confident)
+    n_rep = len(rep_train.y)
+    contra_frac = contra / n_rep if n_rep else 0.0
+    poisoned = n_rep > 0 and contra_frac > gate.max_contradicting
+
+    # Which model the candidate is compared with (module docstring).
+    filt = load_training_filter(reference.path, reference.manifest)
+    ref_saw = None if filt is None else int(contains(filt, digest_array(ho.digests)).sum())
     decision: dict[str, Any] = {
         "candidate": cand,
-        "holdout_messages": int(n_hold),
+        "holdout_messages": len(ho.y),
+        "holdout": {
+            "base": len(base_ho),
+            "trusted_reports": len(rep_ho),
+            "rule": "newest holdout fraction of the base corpora and of trusted reporters' reports",
+        },
+        "reports": {
+            "training": n_rep,
+            "trusted_held_back": len(rep_ho),
+            "method": method,
+            "contradicting": contra,
+            "contradicting_fraction": contra_frac,
+            "max_contradicting": gate.max_contradicting,
+        },
+        "reference": {"version": reference.version, "kind": ref_kind, "trained_on_holdout": ref_saw},
         **({"warm_start": warm_note} if warm_note else {}),
-        "tolerances": {"roca_relative": gate.roca_tolerance, "fpr_absolute": gate.fpr_tolerance},
+        "tolerances": {
+            "roca_relative": gate.roca_tolerance,
+            "fpr_absolute": gate.fpr_tolerance,
+            "catch_absolute": gate.catch_tolerance,
+        },
     }
     curves = [("candidate", ho.y, cand_p)]
-    if active is None:
-        decision.update({"promote": True, "why": "no active model"})
-    else:
-        act_p = _score_active(active, ho.sources, messages)
-        act = _figures(ho.y, act_p, active.operating_points)
-        decision["active"] = {**act, "version": active.version}
-        curves.append((f"active {active.version}", ho.y, act_p))
-        roca_ok = cand["one_minus_roca_pct"] <= act["one_minus_roca_pct"] * (1 + gate.roca_tolerance) + 1e-9
-        fpr_ok = cand["balanced_fpr"] <= act["balanced_fpr"] + gate.fpr_tolerance
-        decision["promote"] = bool(roca_ok and fpr_ok)
-        decision["why"] = (
-            "candidate not worse than active within tolerances"
-            if decision["promote"]
-            else "; ".join(
-                w
-                for w, bad in (
-                    (
-                        f"1-ROCA% {cand['one_minus_roca_pct']:.4f} > active {act['one_minus_roca_pct']:.4f}",
-                        not roca_ok,
-                    ),
-                    (
-                        f"balanced FPR {cand['balanced_fpr']:.4%} > active {act['balanced_fpr']:.4%}",
-                        not fpr_ok,
-                    ),
-                )
-                if bad
-            )
+    if (ref_saw is None or ref_saw > 0) and control is not None:
+        why_control = (
+            f"{ref_kind} model {reference.version} keeps no record of its training mail"
+            if ref_saw is None
+            else f"{ref_kind} model {reference.version} trained on {ref_saw} of {len(ho.y)} held-back"
         )
-    version = new_version(tr.content_sha256)
-    reports = sum(int(c.get("messages", 0)) for c in corpora if str(c.get("name", "")).startswith("feedback"))
-    manifest = build_manifest(
-        version, result, train_cfg, corpora, tr.content_sha256, len(tr.y), command, site_reports=reports
+        comp_m = control.model.margin(ho.X)
+        comp_p = control.model.calibration.probability(comp_m)
+        comp = _figures(ho.y, comp_m, comp_p, control.operating_points)
+        comp_name = "control (same recipe, same base mail, no reports)"
+        decision["compared_with"] = {"kind": "control", "why": why_control, **comp}
+    else:
+        comp_m, comp_p = _scores(reference, ho, feature_cfg, raws)
+        comp = _figures(ho.y, comp_m, comp_p, reference.operating_points)
+        comp_name = f"{ref_kind} {reference.version}"
+        decision["compared_with"] = {"kind": ref_kind, "version": reference.version, **comp}
+    curves.append((comp_name, ho.y, comp_p))
+    roca_ok = cand["one_minus_roca_pct"] <= comp["one_minus_roca_pct"] * (1 + gate.roca_tolerance) + 1e-9
+    fpr_ok = not cand["balanced_fpr"] > comp["balanced_fpr"] + gate.fpr_tolerance
+    catch_ok = not cand["balanced_catch"] < comp["balanced_catch"] - gate.catch_tolerance
+    gate_ok = bool(roca_ok and fpr_ok and catch_ok)
+    decision["promote"] = gate_ok and not poisoned
+    reasons = [
+        w
+        for w, bad in (
+            (
+                f"HELD: {contra} of {n_rep} training reports ({contra_frac:.1%}) contradict a confident "
+                f"verdict of the {ref_kind} model (more than {gate.max_contradicting:.0%}): "
+                "possible poisoning; inspect the reports (spamgate feedback store) before retraining",
+                poisoned,
+            ),
+            (
+                f"1-ROCA% {cand['one_minus_roca_pct']:.4f} > {comp_name} {comp['one_minus_roca_pct']:.4f}",
+                not roca_ok,
+            ),
+            (
+                f"FPR-0.1% point FPR {cand['balanced_fpr']:.4%} > {comp_name} {comp['balanced_fpr']:.4%}",
+                not fpr_ok,
+            ),
+            (
+                f"catch at the FPR-0.1% point {cand['balanced_catch']:.2%} < {comp_name} "
+                f"{comp['balanced_catch']:.2%}",
+                not catch_ok,
+            ),
+        )
+        if bad
+    ]
+    if poisoned:
+        decision["held"] = "contradicting reports"
+    decision["why"] = (
+        "; ".join(reasons) if reasons else f"candidate not worse than {comp_name} within tolerances"
     )
-    manifest["training"]["warm_start_from"] = active.version if init is not None and active else None
+    version = new_version(tr.content_sha256)
+    manifest = build_manifest(
+        version, result, train_cfg, corpora, tr.content_sha256, len(tr.y), command, site_reports=n_rep
+    )
+    manifest["training"]["warm_start_from"] = reference.version if init is not None else None
+    manifest["training"]["method"] = method
     manifest["training"]["fit_seconds_total"] = round(time.perf_counter() - t0, 2)
     manifest["gate"] = decision
-    target = write_artifact(Path(out_root) / version, manifest, feature_cfg, result.model)
+    target = write_artifact(
+        Path(out_root) / version, manifest, feature_cfg, result.model, training_filter_files(tr.digests)
+    )
     report_dir = Path(out_root) / ".reports"
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / f"{version}.json").write_text(json.dumps(decision, indent=1) + "\n")
-    plot_roc(curves, report_dir / f"{version}.png", "Retrain gate: candidate vs active on held-back mail")
+    plot_roc(curves, report_dir / f"{version}.png", f"Retrain gate: candidate vs {comp_name}, held-back mail")
     decision["report"] = str(report_dir / f"{version}.json")
     decision["roc_plot"] = str(report_dir / f"{version}.png")
     return target, decision
 
 
-def _score_active(active: Artifact, hold_sources: list[str], messages: list[LabelledMessage]) -> np.ndarray:
-    """The active model's probabilities on the held-back mail, with its own feature pipeline."""
-    by_source = {m.source: m.raw for m in messages}
-    fx = FeatureExtractor(active.features)
-    rows = fx.transform([by_source[s] for s in hold_sources])
-    model: LinearModel = active.model
-    return model.calibration.probability(model.margin(rows))
+def digest_array(digests: list[str]) -> np.ndarray:
+    return np.array([int(d[:16], 16) for d in digests], dtype=np.uint64)
+
+
+def _scores(
+    model_art: Artifact, rows: Featurized, feature_cfg: FeatureConfig, raws: Mapping[str, bytes] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A model's margins and probabilities on featurised mail (re-featurised if its pipeline differs)."""
+    if len(rows.y) == 0:
+        return np.zeros(0), np.zeros(0)
+    model: LinearModel = model_art.model
+    if model_art.features == feature_cfg:
+        m = model.margin(rows.X)
+    elif raws is None or any(s not in raws for s in rows.sources):
+        raise ValueError("the reference model's features differ and the raw messages were not given")
+    else:
+        m = model.margin(FeatureExtractor(model_art.features).transform([raws[s] for s in rows.sources]))
+    return m, model.calibration.probability(m)
+
+
+def _contradicting(
+    reference: Artifact,
+    reports: Featurized,
+    feature_cfg: FeatureConfig,
+    raws: Mapping[str, bytes] | None,
+    confident: float,
+) -> int:
+    """Reports of spam the reference called ham with p < ``confident``, and the reverse."""
+    _, p = _scores(reference, reports, feature_cfg, raws)
+    y = reports.y
+    return int(((y == 1) & (p < confident)).sum() + ((y == 0) & (p > 1 - confident)).sum())

@@ -17,6 +17,8 @@ import scipy.sparse as sp
 
 from model.artifact import write_artifact
 from model.features import FeatureConfig
+from model.training_filter import TRAINING_DIGESTS, digest_keys
+from model.training_filter import to_bytes as filter_bytes
 from training.corpora import LabelledMessage, read_corpus
 from training.featurize import Featurized, featurize
 from training.fit import FitResult, TrainConfig, fit
@@ -169,4 +171,9 @@ def train(
         }
     manifest["training"]["total_seconds"] = round(time.perf_counter() - t0, 2)
     target = Path(out) if exact else Path(out) / version
-    return write_artifact(target, manifest, feature_cfg, result.model)
+    return write_artifact(target, manifest, feature_cfg, result.model, training_filter_files(data.digests))
+
+
+def training_filter_files(digests: list[str]) -> dict[str, bytes]:
+    """The artifact file that records which messages a model trained on (``model.training_filter``)."""
+    return {TRAINING_DIGESTS: filter_bytes(digest_keys(digests))}

@@ -1,0 +1,236 @@
+"""Learning a site from its reports (issue 15) and not being steered by them (issue 16).
+
+Reports are training mail; the gate judges on held-back base mail and trusted
+reports only; a candidate trained on reports that contradict confident
+verdicts is held (exit 3); an untrusted reporter cannot overwrite a trusted
+label; a model knows which messages it trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.artifact import ArtifactError, load_artifact
+from model.features import FeatureConfig
+from model.training_filter import TRAINING_DIGESTS, contains, load_training_filter, message_keys
+from service.cli import main
+from service.feedback import FeedbackStore
+from service.model_registry import ModelRegistry
+from tests.conftest import write_corpus
+from tests.mail import generated_corpus, make
+from training.corpora import LabelledMessage
+from training.fit import TrainConfig, fit
+from training.reports import Report, gate_split
+from training.retrain import EXIT_HELD, GateConfig, retrain
+from training.train import CorpusSpec, train
+
+SMALL = FeatureConfig(n_bits=14)
+FAST = TrainConfig(cv_folds=3)
+
+
+def _msgs(n: int, seed: int, flip: bool = False, start: float = 0.0) -> list[LabelledMessage]:
+    out = []
+    for i, (label, raw) in enumerate(generated_corpus(n, seed=seed)):
+        y = 1 if label == "spam" else 0
+        out.append(LabelledMessage(1 - y if flip else y, raw, f"s{seed}-{i}", start + i))
+    return out
+
+
+def test_untrusted_reporter_cannot_overwrite_a_trusted_label(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "fb.db")
+    a, b = make({"Subject": "a"}), make({"Subject": "b"})
+    store.add(a, "spam", "admin@site")
+    store.add(a, "ham", "mallory")  # later, untrusted: does not win over the trusted label
+    store.add(b, "spam", "alice")
+    store.add(b, "ham", "bob")  # equal trust: the later label wins, as before
+    by_raw = {r.message.raw: r for r in store.reports({"admin@site"})}
+    assert by_raw[a].message.label == 1 and by_raw[a].trusted and by_raw[a].reporter == "admin@site"
+    assert by_raw[b].message.label == 0 and not by_raw[b].trusted
+    # without naming anyone trusted, latest wins among equals (the old behaviour)
+    assert {m.raw: m.label for m in store.labelled()}[a] == 0
+    store.add(a, "ham", "admin@site")  # a trusted reporter may change a trusted label
+    assert {m.raw: m.label for m in store.labelled({"admin@site"})}[a] == 0
+    store.close()
+    # a store that records roles (issue 16's server): role "admin" is trusted without being named
+    con = sqlite3.connect(tmp_path / "fb.db")
+    con.execute("ALTER TABLE reports ADD COLUMN role TEXT")
+    con.execute("UPDATE reports SET role = 'admin' WHERE reporter = 'alice'")
+    con.commit()
+    con.close()
+    store = FeedbackStore(tmp_path / "fb.db")
+    assert {m.raw: m.label for m in store.labelled()}[b] == 1  # alice (admin) outranks bob
+    store.close()
+
+
+def test_gate_split_holds_back_base_and_trusted_reports_only() -> None:
+    order = [5.0, 1.0, None, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0]
+    trusted = [False] * 50 + [True] * 10 + [False] * 40
+    base_tr, base_ho, rep_tr, rep_ho = gate_split(order, trusted, 0.2)
+    assert base_ho.tolist() == [9, 2]  # newest: the undated one sorts last
+    assert base_tr.tolist() == [1, 4, 3, 5, 0, 6, 7, 8]  # oldest first
+    assert rep_ho.tolist() == [58, 59]  # the newest 20% of the trusted reports
+    assert len(rep_tr) == 98 and not set(rep_tr) & set(rep_ho)
+    # no trusted reporter: every report trains, however many there are
+    _, _, rep_tr, rep_ho = gate_split(order, [False] * 1500, 0.15)
+    assert len(rep_tr) == 1500 and len(rep_ho) == 0
+    with pytest.raises(ValueError):
+        gate_split(order, trusted, 0.6)
+
+
+def test_sample_weight_moves_the_fit_and_bad_weights_are_refused() -> None:
+    from model.features import FeatureExtractor
+
+    msgs = _msgs(80, seed=61)
+    X = FeatureExtractor(SMALL).transform([m.raw for m in msgs])
+    y = np.array([m.label for m in msgs])
+    plain = fit(X, y, FAST, n_jobs=1)
+    w = np.ones(len(y))
+    w[:10] = 50.0
+    weighted = fit(X, y, FAST, n_jobs=1, sample_weight=w)
+    assert not np.allclose(plain.model.coef, weighted.model.coef)
+    with pytest.raises(ValueError, match="sample_weight"):
+        fit(X, y, FAST, n_jobs=1, sample_weight=np.zeros(len(y)))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A registry with an active model trained on generated mail, and that base corpus."""
+    root = tmp_path_factory.mktemp("site")
+    base = write_corpus(root / "base", 400, seed=41)
+    reg = root / "models"
+    train([CorpusSpec(str(base), "dir")], reg, SMALL, FAST, n_jobs=1, progress=False, command="pytest")
+    (version,) = ModelRegistry(reg).versions()
+    ModelRegistry(reg).activate(version)
+    return reg, base, version
+
+
+def test_poisoning_replay_is_held(
+    tmp_path: Path, site: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16's attack on generated mail: 1,500 inverted anonymous reports. The candidate is held."""
+    reg, base, active = site
+    db = tmp_path / "fb.db"
+    store = FeedbackStore(db)
+    for label, raw in generated_corpus(1500, seed=42):
+        store.add(raw, "ham" if label == "spam" else "spam", "")  # anonymous, every label inverted
+    store.close()
+    args = ["retrain", "--registry", str(reg), "--corpus", str(base), "--feedback", str(db)]
+    rc = main([*args, "--jobs", "1", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == EXIT_HELD == 3, out
+    assert "HELD" in out and "contradict" in out and "poisoning" in out
+    assert ModelRegistry(reg).active() == active
+    decision = json.loads(out[: out.rindex("}") + 1])
+    # the reports were training mail, never the exam: the gate judged on held-back base mail
+    assert decision["reports"]["training"] == 1500 and decision["holdout"]["trusted_reports"] == 0
+    assert decision["holdout"]["base"] == 60 and decision["reports"]["contradicting_fraction"] > 0.2
+    # a looser limit lets the same candidate reach the gate (which it then fails on clean base mail)
+    rc = main([*args, "--jobs", "1", "--quiet", "--max-contradicting", "1"])
+    assert rc == 1, capsys.readouterr().out
+    assert ModelRegistry(reg).active() == active
+    assert main([*args, "--max-contradicting", "2"]) == 2
+    assert "max_contradicting" in capsys.readouterr().err
+
+
+def test_honest_reports_train_and_are_counted(tmp_path: Path, site: tuple[Path, Path, str]) -> None:
+    reg, base, active = site
+    reports = [Report(m, "user", False) for m in _msgs(40, seed=43, start=1e9)]
+    reports += [Report(m, "admin", True) for m in _msgs(20, seed=44, start=2e9)]
+    base_msgs = [LabelledMessage(m.label, m.raw, m.source, float(i)) for i, m in enumerate(_base(base))]
+    path, decision = retrain(
+        base_msgs,
+        ModelRegistry(reg).load(active),
+        tmp_path / "out",
+        SMALL,
+        FAST,
+        GateConfig(roca_tolerance=10, fpr_tolerance=1),
+        [],
+        n_jobs=1,
+        progress=False,
+        reports=reports,
+    )
+    assert decision["promote"] and "held" not in decision
+    assert decision["reports"]["training"] == 57 and decision["holdout"]["trusted_reports"] == 3
+    # the active model trained on all the base mail, the held-back part too: a control stands in for it
+    assert decision["compared_with"]["kind"] == "control" and decision["reference"]["trained_on_holdout"] == 60
+    art = load_artifact(path)
+    assert art.site_reports == 57
+    filt = load_training_filter(art.path, art.manifest)
+    assert filt is not None
+    untrusted = message_keys([r.message.raw for r in reports[:40]])
+    assert contains(filt, untrusted).all()  # every untrusted report is training mail
+    # the next retrain splits the base mail the same way: the candidate it replaces never saw the
+    # held-back mail, so it is compared with that model itself
+    _, again = retrain(
+        base_msgs,
+        art,
+        tmp_path / "out2",
+        SMALL,
+        FAST,
+        GateConfig(roca_tolerance=10, fpr_tolerance=1),
+        [],
+        n_jobs=1,
+        progress=False,
+        reports=reports,
+    )
+    assert again["compared_with"]["kind"] == "active" and again["reference"]["trained_on_holdout"] == 0
+
+
+def _base(folder: Path) -> list[LabelledMessage]:
+    from training.corpora import read_corpus
+
+    return list(read_corpus(folder))
+
+
+def test_first_retrain_is_gated_against_the_bundled_model(tmp_path: Path) -> None:
+    msgs = _msgs(120, seed=45)
+    _, decision = retrain(
+        msgs, None, tmp_path / "reg", SMALL, FAST, GateConfig(holdout=0.3), [], n_jobs=1, progress=False
+    )
+    assert decision["reference"]["kind"] == "bundled"
+    assert decision["compared_with"]["kind"] in ("bundled", "control")
+    assert "no active model" not in decision["why"]
+
+
+def test_evaluate_reports_training_overlap(
+    tmp_path: Path, site: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    reg, base, active = site
+    model = reg / active
+    mixed = tmp_path / "mixed"
+    for i, (label, raw) in enumerate(generated_corpus(30, seed=46)):
+        (mixed / label).mkdir(parents=True, exist_ok=True)
+        (mixed / label / f"new{i}").write_bytes(raw)
+    for label in ("ham", "spam"):
+        for f in sorted((base / label).iterdir())[:10]:
+            (mixed / label / f.name).write_bytes(f.read_bytes())
+    assert main(["evaluate", "--model", str(model), "--corpus", str(mixed)]) == 0
+    assert "in the model's training mail: 20 of 50 evaluation messages" in capsys.readouterr().out
+    # an artifact written before the filter existed says "unknown"
+    old = tmp_path / "old"
+    old.mkdir()
+    manifest = json.loads((model / "manifest.json").read_text())
+    del manifest["files"][TRAINING_DIGESTS]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    (old / "weights.npz").write_bytes((model / "weights.npz").read_bytes())
+    assert main(["evaluate", "--model", str(old), "--corpus", str(mixed)]) == 0
+    assert "in the model's training mail: unknown" in capsys.readouterr().out
+
+
+def test_training_filter_is_covered_by_the_manifest(tmp_path: Path, site: tuple[Path, Path, str]) -> None:
+    reg, _, active = site
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in (reg / active).iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    load_artifact(copy)
+    data = bytearray((copy / TRAINING_DIGESTS).read_bytes())
+    data[-1] ^= 1
+    (copy / TRAINING_DIGESTS).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_artifact(copy)

@@ -77,6 +77,11 @@ class Artifact:
         return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
     @property
+    def at_new_site(self) -> bool:
+        """Judged as at a site it was not trained on: new-site points, and no site reports yet."""
+        return self.site_reports == 0 and bool(self.new_site_operating_points)
+
+    @property
     def policy_points(self) -> list[dict[str, Any]]:
         """The points a policy's FPR targets resolve against where the model runs.
 
@@ -84,7 +89,7 @@ class Artifact:
         recipe did at sites it was not trained on; once retrained on the
         site's reports, by its own out-of-fold figures.
         """
-        if self.site_reports == 0 and self.new_site_operating_points:
+        if self.at_new_site:
             return self.new_site_operating_points
         return self.operating_points
 

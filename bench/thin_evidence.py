@@ -115,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     lines += [
         "",
-        "On these corpora content-thin mail is mostly spam (empty bodies, one remote image), so every K",
-        "costs some catch; the chosen K is the smallest that reaches a two-word message (three content",
-        "tokens). The cost and the reason to pay it are in model/evidence.py's docstring.",
+        "On these corpora content-thin mail is mostly spam (empty bodies, one remote image) that a model",
+        "trained at the site catches by its headers, so every K costs such a model some catch. Serving",
+        "therefore applies the rule only to a model at a site it was not trained on (`Artifact.at_new_site`:",
+        "the bundled model on day 0), where header evidence does not carry over; K is the smallest that",
+        "reaches a two-word message (three content tokens). See model/evidence.py's docstring.",
         END,
         "",
     ]

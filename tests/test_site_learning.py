@@ -26,7 +26,7 @@ from tests.mail import generated_corpus, make
 from training.corpora import LabelledMessage
 from training.fit import TrainConfig, fit
 from training.reports import Report, gate_split
-from training.retrain import EXIT_HELD, GateConfig, retrain
+from training.retrain import ADAPTS, EXIT_HELD, GateConfig, retrain
 from training.train import CorpusSpec, train
 
 SMALL = FeatureConfig(n_bits=14)
@@ -137,7 +137,10 @@ def test_poisoning_replay_is_held(
     assert "max_contradicting" in capsys.readouterr().err
 
 
-def test_honest_reports_train_and_are_counted(tmp_path: Path, site: tuple[Path, Path, str]) -> None:
+@pytest.mark.parametrize("adapt", ADAPTS)
+def test_honest_reports_train_and_are_counted(
+    tmp_path: Path, site: tuple[Path, Path, str], adapt: str
+) -> None:
     reg, base, active = site
     reports = [Report(m, "user", False) for m in _msgs(40, seed=43, start=1e9)]
     reports += [Report(m, "admin", True) for m in _msgs(20, seed=44, start=2e9)]
@@ -153,11 +156,15 @@ def test_honest_reports_train_and_are_counted(tmp_path: Path, site: tuple[Path, 
         n_jobs=1,
         progress=False,
         reports=reports,
+        adapt=adapt,
     )
     assert decision["promote"] and "held" not in decision
+    assert decision["reports"]["method"].startswith("site layer" if adapt == "site_layer" else "refit, each")
     assert decision["reports"]["training"] == 57 and decision["holdout"]["trusted_reports"] == 3
     # the active model trained on all the base mail, the held-back part too: a control stands in for it
-    assert decision["compared_with"]["kind"] == "control" and decision["reference"]["trained_on_holdout"] == 60
+    assert (
+        decision["compared_with"]["kind"] == "control" and decision["reference"]["trained_on_holdout"] == 60
+    )
     art = load_artifact(path)
     assert art.site_reports == 57
     filt = load_training_filter(art.path, art.manifest)
@@ -234,3 +241,36 @@ def test_training_filter_is_covered_by_the_manifest(tmp_path: Path, site: tuple[
     (copy / TRAINING_DIGESTS).write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="sha256"):
         load_artifact(copy)
+
+
+def test_site_layer_learns_the_reports_and_folds_into_one_vector() -> None:
+    from model.features import FeatureExtractor
+    from training.site_layer import fit_layer, fit_with_site_layer
+
+    fx = FeatureExtractor(SMALL)
+    base = _msgs(120, seed=71)
+    Xb, yb = fx.transform([m.raw for m in base]), np.array([m.label for m in base])
+    # the site: newsletters its users want (ham) that read like the base corpus's spam
+    site = [
+        make({"Subject": f"URGENT offer club news {i}", "From": "Club <news@club.example>"}, t)
+        for i, t in enumerate(["WIN the members' prize draw, click http://club.example/draw now!"] * 30)
+    ]
+    Xr, yr = fx.transform(site), np.zeros(len(site), dtype=np.int8)
+    control, layered = fit_with_site_layer(Xb, yb, Xr, yr, FAST, n_jobs=1)
+    plain = fit(Xb, yb, FAST, n_jobs=1)
+    assert np.array_equal(control.model.coef, plain.model.coef)  # the control is the recipe itself
+    assert layered.model.coef.shape == plain.model.coef.shape  # one weight vector
+    before, after = control.model.margin(Xr), layered.model.margin(Xr)
+    assert (after < before).all() and (after < 0).mean() > 0.9  # the site's newsletters are ham now
+    # the base mail is still ranked as before, and its spam still scores as spam (the layer moved the
+    # site's own words, not just the intercept)
+    assert metrics_auc(yb, layered.model.margin(Xb)) > 0.99
+    assert (layered.model.margin(Xb)[yb == 1] > 0).mean() > 0.9
+    coef, b = fit_layer(plain.model.coef, plain.model.intercept, Xr[:0], yr[:0])
+    assert coef is plain.model.coef and b == plain.model.intercept  # no reports: the base weights
+
+
+def metrics_auc(y: np.ndarray, s: np.ndarray) -> float:
+    from training import metrics
+
+    return metrics.roc_auc(y, s)

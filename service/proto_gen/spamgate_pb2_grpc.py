@@ -28,6 +28,13 @@ if _version_not_supported:
 
 class SpamGateStub:
     """The verdict service.
+
+    Access (README "Security"): every call may be refused with UNAUTHENTICATED (an
+    unknown bearer token; or no credentials where the server requires them) or
+    PERMISSION_DENIED (the caller lacks the role the call needs). Classify,
+    ClassifyStream, GetModelInfo and GetPolicy are open to every caller by default;
+    ReportFeedback needs the reporter or admin role, ReloadPolicy and ActivateModel
+    the admin role (callers on the server's admin Unix socket have it).
     """
 
     def __init__(self, channel):
@@ -75,6 +82,13 @@ class SpamGateStub:
 
 class SpamGateServicer:
     """The verdict service.
+
+    Access (README "Security"): every call may be refused with UNAUTHENTICATED (an
+    unknown bearer token; or no credentials where the server requires them) or
+    PERMISSION_DENIED (the caller lacks the role the call needs). Classify,
+    ClassifyStream, GetModelInfo and GetPolicy are open to every caller by default;
+    ReportFeedback needs the reporter or admin role, ReloadPolicy and ActivateModel
+    the admin role (callers on the server's admin Unix socket have it).
     """
 
     def Classify(self, request, context):
@@ -115,6 +129,7 @@ class SpamGateServicer:
     def ReloadPolicy(self, request, context):
         """Re-read the policy file. A file with any error is not applied: the previous
         policy stays in force and the errors are returned (reloaded = false).
+        Admin role only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,6 +141,7 @@ class SpamGateServicer:
         report with another label for the same message wins, both stay in history.
         FAILED_PRECONDITION when the server has no feedback store configured;
         NOT_FOUND for a verdict_id no longer in the recent-verdict cache.
+        Reporter or admin role (anonymous callers too where the server allows it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,6 +152,7 @@ class SpamGateServicer:
         restart; in-flight requests finish on the model they started with.
         FAILED_PRECONDITION without a registry; NOT_FOUND / INVALID_ARGUMENT when the
         version is missing or fails verification (the active model stays).
+        Admin role only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -189,6 +206,13 @@ def add_SpamGateServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SpamGate:
     """The verdict service.
+
+    Access (README "Security"): every call may be refused with UNAUTHENTICATED (an
+    unknown bearer token; or no credentials where the server requires them) or
+    PERMISSION_DENIED (the caller lacks the role the call needs). Classify,
+    ClassifyStream, GetModelInfo and GetPolicy are open to every caller by default;
+    ReportFeedback needs the reporter or admin role, ReloadPolicy and ActivateModel
+    the admin role (callers on the server's admin Unix socket have it).
     """
 
     @staticmethod

@@ -25,6 +25,8 @@ admin fixes a config in one pass instead of one restart per typo.
     db = ""                     # SQLite feedback store; empty disables ReportFeedback
     recent_verdicts = 1000      # verdicts kept for reports by verdict_id
     recent_verdict_bytes = 67108864  # and at most this many message bytes in all
+    reports_per_minute = 60     # reports a minute per reporter (principal, or anonymous peer address)
+    max_store_bytes = 1073741824  # message bytes the store keeps; new messages refused beyond
     [limits]                    # what the parser scans (see model.limits.ParseLimits), and:
     max_bytes = 524288
     cpu_budget_ms = 500         # CPU one message may cost; over it: reason CPU_BUDGET (0: no budget)
@@ -122,6 +124,10 @@ class FeedbackSection:
     db: str = ""
     recent_verdicts: int = 1000
     recent_verdict_bytes: int = 64 * 1024 * 1024
+    # Reports a minute per reporter (authenticated principal, or an anonymous peer address), and
+    # the most message bytes the store keeps (issue 16: service.report_rate, service.feedback).
+    reports_per_minute: int = 60
+    max_store_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -321,6 +327,9 @@ def validate(cfg: Config) -> list[str]:
         errors.append(
             f"[feedback] recent_verdict_bytes must be >= 0, got {cfg.feedback.recent_verdict_bytes}"
         )
+    for key in ("reports_per_minute", "max_store_bytes"):
+        if getattr(cfg.feedback, key) <= 0:
+            errors.append(f"[feedback] {key} must be > 0, got {getattr(cfg.feedback, key)}")
     if cfg.policy.file:
         from service.policy import PolicyError
         from service.policy_file import parse_policy

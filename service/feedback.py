@@ -9,6 +9,14 @@ never overwrites a trusted one's label (``FeedbackStore.reports``).
 
 Why SQLite over files+fsync: one fsync per report either way, but SQLite
 gives the idempotency check, the history query and crash recovery for free.
+
+Bounded (issue 16: ten reports of 5 MB messages grew a store from 6 to 62 MB):
+a message is stored only up to ``max_message_bytes``, the bytes the parser
+reads (``[limits] max_bytes``), so training sees exactly what it would have
+seen; the whole store holds at most ``max_store_bytes`` of messages (default
+1 GiB), beyond which new messages are refused with ``StoreFull`` (reports on
+messages already stored still count). The reporter stored is the caller the
+server authenticated; what the request claimed is kept beside it as a claim.
 """
 
 from __future__ import annotations
@@ -43,6 +51,16 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 CREATE INDEX IF NOT EXISTS reports_by_message ON reports(sha256, id);
 """
+# Columns added after the first release, added to an older store on open: the authenticated
+# caller's role (``service.access``; "admin" is trusted by the retrain gate) and the reporter
+# name the request claimed (stored, never trusted).
+_ADDED_COLUMNS = {"role": "TEXT", "claim": "TEXT NOT NULL DEFAULT ''"}
+DEFAULT_MAX_STORE_BYTES = 1 << 30
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+
+
+class StoreFull(Exception):
+    """The store holds ``max_store_bytes`` of messages: a new message is refused, not stored."""
 
 
 @dataclass(frozen=True)
@@ -57,45 +75,86 @@ class StoredReport:
 class FeedbackStore:
     """Thread-safe; one connection guarded by a lock (writes are serialised anyway)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        max_store_bytes: int = DEFAULT_MAX_STORE_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        if max_store_bytes <= 0 or max_message_bytes <= 0:
+            raise ValueError("max_store_bytes and max_message_bytes must be > 0")
         self.path = Path(path)
+        self.max_store_bytes = max_store_bytes
+        self.max_message_bytes = max_message_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(reports)").fetchall()}
+        for name, decl in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE reports ADD COLUMN {name} {decl}")
+        total = self._db.execute("SELECT COALESCE(SUM(LENGTH(raw)), 0) FROM messages").fetchone()[0]
+        self._bytes = int(total)
         self._lock = threading.Lock()
 
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of stored messages (what ``max_store_bytes`` bounds)."""
+        return self._bytes
+
     def add(
-        self, raw: bytes, label: str, reporter: str = "", verdict: dict[str, Any] | None = None
+        self,
+        raw: bytes,
+        label: str,
+        reporter: str = "",
+        verdict: dict[str, Any] | None = None,
+        role: str | None = None,
+        claim: str = "",
     ) -> StoredReport:
-        """Store a report durably; returns after the commit is on disk."""
+        """Store a report durably; returns after the commit is on disk.
+
+        reporter: who reported, as the server authenticated them; role: their role
+        (``service.access``), None when anonymous; claim: the reporter name the
+        request gave, kept for the admin, never trusted. Raises ``StoreFull`` for a
+        new message that would take the store past ``max_store_bytes``.
+        """
         if label not in ("spam", "ham"):
             raise ValueError(f"label must be 'spam' or 'ham', got {label!r}")
         if not raw:
             raise ValueError("empty message")
-        digest = hashlib.sha256(raw).hexdigest()
+        digest = hashlib.sha256(raw).hexdigest()  # of the whole message: the verdict_id clients know
+        kept = raw[: self.max_message_bytes]
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                cur.execute(
-                    "INSERT OR IGNORE INTO messages(sha256, raw, first_seen) VALUES (?, ?, ?)",
-                    (digest, raw, now),
-                )
+                known = cur.execute("SELECT 1 FROM messages WHERE sha256 = ?", (digest,)).fetchone()
+                if known is None:
+                    if self._bytes + len(kept) > self.max_store_bytes:
+                        raise StoreFull(
+                            f"the feedback store holds {self._bytes} bytes of messages; the limit is "
+                            f"{self.max_store_bytes} ([feedback] max_store_bytes)"
+                        )
+                    cur.execute(
+                        "INSERT INTO messages(sha256, raw, first_seen) VALUES (?, ?, ?)", (digest, kept, now)
+                    )
                 last = cur.execute(
-                    "SELECT id, label, reporter FROM reports WHERE sha256 = ? ORDER BY id DESC LIMIT 1",
+                    "SELECT id, label, reporter, role FROM reports WHERE sha256 = ? ORDER BY id DESC LIMIT 1",
                     (digest,),
                 ).fetchone()
-                if last is not None and last[1] == label and last[2] == reporter:
+                if last is not None and last[1] == label and last[2] == reporter and last[3] == role:
                     cur.execute("COMMIT")
                     return StoredReport(digest, True, int(last[0]))
                 cur.execute(
-                    "INSERT INTO reports(sha256, label, reporter, reported_at, verdict) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (digest, label, reporter, now, json.dumps(verdict or {})),
+                    "INSERT INTO reports(sha256, label, reporter, reported_at, verdict, role, claim) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (digest, label, reporter, now, json.dumps(verdict or {}), role, claim),
                 )
+                if known is None:
+                    self._bytes += len(kept)
                 rid = int(cur.lastrowid or 0)
                 cur.execute("COMMIT")
             except BaseException:
@@ -106,11 +165,20 @@ class FeedbackStore:
     def history(self, sha256: str) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, label, reporter, reported_at, verdict FROM reports WHERE sha256 = ? ORDER BY id",
+                "SELECT id, label, reporter, reported_at, verdict, role, claim FROM reports"
+                " WHERE sha256 = ? ORDER BY id",
                 (sha256,),
             ).fetchall()
         return [
-            {"id": r[0], "label": r[1], "reporter": r[2], "reported_at": r[3], "verdict": json.loads(r[4])}
+            {
+                "id": r[0],
+                "label": r[1],
+                "reporter": r[2],
+                "reported_at": r[3],
+                "verdict": json.loads(r[4]),
+                "role": r[5],
+                "claim": r[6],
+            }
             for r in rows
         ]
 

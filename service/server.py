@@ -21,11 +21,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from model.limits import ParseLimits
 from service import admin_socket, redact
-from service.access import AccessInterceptor, AccessPolicy, caller_is_admin
+from service.access import AccessInterceptor, AccessPolicy, Principal, caller, caller_is_admin
 from service.audit import AuditLog, audit_path
 from service.config import Config
-from service.feedback import FeedbackStore, RecentMessages
+from service.feedback import FeedbackStore, RecentMessages, StoreFull
 from service.metrics import ServiceMetrics
 from service.model_registry import ModelRegistry, RegistryError
 from service.model_watch import RegistryWatcher
@@ -34,6 +35,7 @@ from service.policy_file import PolicyHolder, ReloadResult
 from service.proto_gen import spamgate_pb2 as pb
 from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
+from service.report_rate import ReportRateLimiter, peer_host
 from service.scoring_pool import ScoringPool
 from service.streams import StreamGuard, StreamLimits
 from service.tls import ReloadingCertificates, server_credentials
@@ -213,12 +215,14 @@ class Engine:
         watcher: RegistryWatcher | None = None,
         pool: ScoringPool | None = None,
         max_inflight_bytes: int = 0,
+        report_rate: ReportRateLimiter | None = None,
     ) -> None:
         self.holder = holder
         self.policies = policies
         self.max_message_bytes = max_message_bytes
         self.metrics = metrics or ServiceMetrics()
         self.feedback = feedback
+        self.report_rate = report_rate or ReportRateLimiter()
         # Not ``recent or …``: an empty cache has len 0 and is falsy, and was silently
         # replaced by a capacity-0 one (every report by verdict_id then got NOT_FOUND).
         self.recent = recent if recent is not None else RecentMessages(0)
@@ -384,7 +388,22 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"message is {len(raw)} bytes, above the limit of {self.engine.max_message_bytes} bytes",
             )
-        stored = store.add(raw, labels[request.label], request.reporter, verdict)
+        # The reporter is who the server authenticated; the request's reporter is only a claim
+        # (issue 16: a self-declared "admin@example.net" flipped an admin's label).
+        who = caller() or Principal(None, "anonymous", context.peer())
+        reporter = who.identity if who.role is not None else f"anonymous@{peer_host(who.peer)}"
+        if not self.engine.report_rate.allow(reporter):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {self.engine.report_rate.per_minute} reports a minute from {reporter} "
+                "([feedback] reports_per_minute)",
+            )
+        try:
+            stored = store.add(
+                raw, labels[request.label], reporter, verdict, role=who.role, claim=request.reporter
+            )
+        except StoreFull as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         return pb.FeedbackResponse(
             message_sha256=stored.sha256, duplicate=stored.duplicate, stored_messages=store.count()
         )
@@ -477,7 +496,12 @@ def start_server(
         policies,
         cfg.server.max_message_bytes,
         metrics,
-        feedback=FeedbackStore(cfg.feedback.db) if cfg.feedback.db else None,
+        feedback=(
+            FeedbackStore(cfg.feedback.db, cfg.feedback.max_store_bytes, ParseLimits(**cfg.limits).max_bytes)
+            if cfg.feedback.db
+            else None
+        ),
+        report_rate=ReportRateLimiter(cfg.feedback.reports_per_minute),
         recent=RecentMessages(
             cfg.feedback.recent_verdicts if cfg.feedback.db else 0, cfg.feedback.recent_verdict_bytes
         ),

@@ -67,8 +67,9 @@ def test_fpr_threshold_translation() -> None:
 def test_fpr_thresholds_follow_the_model(tmp_path: Path) -> None:
     pol = parse_policy(write(tmp_path, "[thresholds]\ntag_at_fpr = 0.01\nreroute = 0.99\nreject = 'off'\n"))
     s = pol.settings
-    assert s.decide(0.95, POINTS) == (Action.TAG, s.decide(0.95, POINTS)[1])
-    assert "at FPR 1%" in s.decide(0.95, POINTS)[1]
+    # The label names the action, the target FPR, the probability it became and the point used.
+    assert s.decide(0.95, POINTS) == (Action.TAG, "tag: at FPR 1% → p >= 0.9 (model point FPR 1%)")
+    assert s.decide(0.999, POINTS) == (Action.REROUTE, "reroute: p >= 0.99")
     other_model = [{"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.5}]
     assert s.decide(0.6, other_model)[0] == Action.TAG and s.decide(0.6, POINTS)[0] == Action.DELIVER
     assert s.decide(0.995, POINTS)[0] == Action.REROUTE  # probability threshold, most severe wins

@@ -4,8 +4,9 @@
     <version>/weights.npz     coef (sparse: index, value), intercept, calibration
 
 Loading checks every listed file's sha256, refuses any file the manifest does
-not list, reads arrays with ``allow_pickle=False`` and validates shapes and
-values. An artifact is data; nothing in it is ever executed.
+not list (and any dotfile or symlink), reads arrays with ``allow_pickle=False``
+and validates shapes and values. An artifact is data; nothing in it is ever
+executed.
 """
 
 from __future__ import annotations
@@ -119,16 +120,26 @@ def _weights_bytes(model: LinearModel) -> bytes:
 
 
 def write_artifact(
-    out_dir: Path, manifest: dict[str, Any], features: FeatureConfig, model: LinearModel
+    out_dir: Path,
+    manifest: dict[str, Any],
+    features: FeatureConfig,
+    model: LinearModel,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write a complete artifact directory atomically (temp dir + rename).
 
     ``manifest`` supplies the descriptive fields (version, training, metrics,
     operating points); format, feature version/config, heuristics, model
     shape and file checksums are filled in here so they cannot disagree with
-    what is written.
+    what is written. ``extra_files`` (plain names → bytes; data only, e.g.
+    ``model.training_filter``'s digests) are written and listed with their
+    sha256 like the weights, so a signature over the manifest covers them.
     """
     out_dir = Path(out_dir)
+    extra = dict(extra_files or {})
+    for name in extra:
+        if Path(name).name != name or name.startswith(".") or name in (MANIFEST, WEIGHTS):
+            raise ArtifactError(f"extra file name {name!r} is not a plain, free name")
     if out_dir.exists():
         raise ArtifactError(f"{out_dir}: already exists; model versions are immutable")
     if model.coef.shape != (features.n_columns,):
@@ -138,6 +149,8 @@ def write_artifact(
     tmp.chmod(0o755)  # mkdtemp makes 0700; a model is read by the service user too
     weights = _weights_bytes(model)
     (tmp / WEIGHTS).write_bytes(weights)
+    for name, content in extra.items():
+        (tmp / name).write_bytes(content)
     full = dict(manifest)
     full.update(
         {
@@ -146,7 +159,10 @@ def write_artifact(
             "feature_config": features.to_dict(),
             "heuristics": list(HEURISTIC_NAMES),
             "calibration": model.calibration.kind,
-            "files": {WEIGHTS: hashlib.sha256(weights).hexdigest()},
+            "files": {
+                WEIGHTS: hashlib.sha256(weights).hexdigest(),
+                **{name: hashlib.sha256(content).hexdigest() for name, content in extra.items()},
+            },
         }
     )
     (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
@@ -167,6 +183,16 @@ def load_artifact(path: Path | str) -> Artifact:
     path = Path(path)
     mpath = path / MANIFEST
     _require(path.is_dir(), path, "not a model directory")
+    # Before reading anything: a dotfile or a symlink in a version folder is never the trainer's (it
+    # writes through a temp folder and a rename), and a symlink could point the loader at any file.
+    try:
+        entries = list(path.iterdir())
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable: {exc.strerror}") from exc
+    hidden = sorted(p.name for p in entries if p.name.startswith("."))
+    _require(not hidden, path, f"hidden files in a model folder: {hidden}")
+    links = sorted(p.name for p in entries if p.is_symlink())
+    _require(not links, path, f"symlinks in a model folder: {links}")
     _require(mpath.is_file(), path, f"no {MANIFEST}")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
@@ -196,7 +222,7 @@ def load_artifact(path: Path | str) -> Artifact:
 
     files = manifest.get("files")
     _require(isinstance(files, dict) and WEIGHTS in files, mpath, f"manifest does not list {WEIGHTS}")
-    present = {p.name for p in path.iterdir() if p.name != MANIFEST and not p.name.startswith(".")}
+    present = {p.name for p in entries if p.name != MANIFEST}
     unlisted = present - set(files) - {"signature.ed25519"}
     _require(not unlisted, path, f"files not listed in the manifest: {sorted(unlisted)}")
     for name, digest in files.items():

@@ -11,6 +11,17 @@ from typing import Any
 from model.artifact import ArtifactError, load_artifact
 
 DEFAULT_REGISTRY = Path("models")
+_DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # service.shipping.DEFAULT_MAX_BYTES (not imported: cheap CLI start)
+EX_CONFIG = 78  # as service.config.EX_CONFIG
+
+
+def _byte_count(text: str) -> int:
+    """``--max-bytes``: a byte count with an optional K, M or G (binary) suffix."""
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive byte count: {text!r}")
+    return int(digits) * scale
 
 
 def add_parsers(sub: Any) -> None:
@@ -56,11 +67,23 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--public-key", type=Path, required=True)
     p.add_argument("model_dir", type=Path)
     p.set_defaults(func=cmd_verify)
-    p = ms.add_parser("publish", help="copy a version to a distribution folder (served as static files)")
+    p = ms.add_parser(
+        "publish", help="copy a version to a distribution folder (served as static files), mark it current"
+    )
     reg(p)
     p.add_argument("version", nargs="?", help="default: the active version")
     p.add_argument("--to", type=Path, required=True)
+    p.add_argument("--key", type=Path, metavar="PREFIX", help="Ed25519 private key: sign the index")
+    p.add_argument(
+        "--not-current", action="store_true", help="offer the version but leave the index's current as is"
+    )
     p.set_defaults(func=cmd_publish)
+    p = ms.add_parser("withdraw", help="recall a published version: gateways never pull or auto-activate it")
+    p.add_argument("version")
+    p.add_argument("--to", type=Path, required=True, help="the distribution folder")
+    p.add_argument("--key", type=Path, metavar="PREFIX", help="Ed25519 private key: sign the index")
+    p.add_argument("--current", help="the version to mark current instead (default: the newest offered)")
+    p.set_defaults(func=cmd_withdraw)
     p = ms.add_parser("pull", help="fetch new versions from a distribution folder or HTTP(S) URL")
     reg(p)
     p.add_argument("--from", dest="source", required=True)
@@ -68,7 +91,19 @@ def add_parsers(sub: Any) -> None:
         "--activate",
         choices=("auto", "manual"),
         default="manual",
-        help="auto: activate the newest pulled version",
+        help="auto: activate the version the publisher marks current (needs --public-key)",
+    )
+    p.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="without --public-key: also pull over plain http:// and from an old-format index",
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=_byte_count,
+        default=_DEFAULT_MAX_BYTES,
+        metavar="N[K|M|G]",
+        help="refuse a pull writing more than this in all (default 512M)",
     )
     p.set_defaults(func=cmd_pull)
 
@@ -78,36 +113,64 @@ def add_parsers(sub: Any) -> None:
     lab.add_argument("--ham", action="store_true")
     f.add_argument("files", nargs="+")
     where = f.add_mutually_exclusive_group(required=True)
-    where.add_argument("--server", help="host:port of spamgate serve (ReportFeedback)")
+    where.add_argument(
+        "--server", help="spamgate serve's admin socket (unix:PATH) or host:port (ReportFeedback)"
+    )
     where.add_argument("--db", type=Path, help="write to this feedback store directly")
     f.add_argument("--reporter", default="cli")
+    from service.client_args import add_client_options
+
+    add_client_options(f)
     f.set_defaults(func=cmd_feedback)
 
     r = sub.add_parser("retrain", help="train a candidate on corpora + feedback; promote only if not worse")
     reg(r)
-    r.add_argument(
-        "--corpus", action="append", default=[], help="base corpus (repeatable; layouts as in train)"
-    )
-    r.add_argument("--feedback", type=Path, help="feedback store (SQLite)")
-    r.add_argument("--holdout", type=float, default=0.15, help="newest fraction held back for the gate")
-    r.add_argument("--roca-tolerance", type=float, default=0.05, help="relative slack on 1-ROCA%%")
-    r.add_argument("--fpr-tolerance", type=float, default=0.0005, help="absolute slack on balanced FPR")
-    r.add_argument(
-        "--warm-start",
-        action="store_true",
-        help="start from the active model's weights (SGD losses only; the exact solvers ignore it)",
-    )
-    r.add_argument("--no-activate", action="store_true", help="write the candidate but never activate it")
-    r.add_argument("--jobs", type=int, default=-1)
-    r.add_argument("--quiet", action="store_true")
-    r.set_defaults(func=cmd_retrain)
+    from service.retrain_command import add_retrain_arguments
+
+    add_retrain_arguments(r)
 
 
-def _registry(args: argparse.Namespace) -> Any:
+class _ConfigProblem(Exception):
+    """A command line that cannot work (an unusable key file, options that exclude each other): exit 78."""
+
+
+def _public_key(args: argparse.Namespace) -> Any:
+    """``--public-key`` loaded, or None; ``_ConfigProblem`` when the file is not a usable key."""
+    if not getattr(args, "public_key", None):
+        return None
+    from model.signing import load_public_key
+
+    try:
+        return load_public_key(args.public_key)
+    except (OSError, ValueError, TypeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise _ConfigProblem(f"--public-key {args.public_key}: {why}") from exc
+
+
+def _private_key(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from model.signing import load_private_key
+
+    try:
+        return load_private_key(path)
+    except (OSError, ValueError, TypeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise _ConfigProblem(f"--key {path}: {why}") from exc
+
+
+def _registry(args: argparse.Namespace, key: Any = None) -> Any:
+    """The registry, verifying signatures by ``--public-key`` (an unusable key file exits 78)."""
+    from model.signing import verify_artifact
     from service.model_registry import ModelRegistry
-    from service.server import signature_check
 
-    return ModelRegistry(args.registry, signature_check(str(args.public_key)) if args.public_key else None)
+    if key is None:
+        try:
+            key = _public_key(args)
+        except _ConfigProblem as exc:
+            print(f"spamgate models: {exc}", file=sys.stderr)
+            raise SystemExit(EX_CONFIG) from exc
+    return ModelRegistry(args.registry, (lambda path: verify_artifact(path, key)) if key else None)
 
 
 def _fail(cmd: str, exc: Exception) -> int:
@@ -115,18 +178,42 @@ def _fail(cmd: str, exc: Exception) -> int:
     return 2
 
 
+def _manifest(path: Path) -> dict[str, Any]:
+    """A version's manifest as a dict; ``ValueError`` saying why when it is not one."""
+    try:
+        m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path / 'manifest.json'}: unreadable manifest: {exc}") from exc
+    if not isinstance(m, dict):
+        raise ValueError(f"{path / 'manifest.json'}: manifest is not a JSON object")
+    return m
+
+
+def _section(manifest: dict[str, Any], key: str) -> dict[str, Any]:
+    value = manifest.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    """One line per version; entries that are not valid versions are listed as such (and ignored)."""
     r = _registry(args)
     active = r.active()
     for v in r.versions():
-        m = json.loads((r.path(v) / "manifest.json").read_text())
-        gate = m.get("gate", {})
+        try:
+            m = _manifest(r.path(v))
+        except ValueError as exc:
+            print(f"! {v}  invalid: {exc}")
+            continue
+        if m.get("version") != v:
+            print(f"! {v}  invalid: manifest says version {m.get('version')!r}")
+            continue
+        gate, training = _section(m, "gate"), _section(m, "training")
         signed = "signed" if (r.path(v) / "signature.ed25519").exists() else "unsigned"
         extra = f" gate={'promote' if gate.get('promote') else 'hold'}" if gate else ""
-        print(
-            f"{'*' if v == active else ' '} {v}  {m.get('created', '')}  {m['training']['messages']} msgs  "
-            f"{signed}{extra}"
-        )
+        mark = "*" if v == active else " "
+        print(f"{mark} {v}  {m.get('created', '')}  {training.get('messages', '?')} msgs  {signed}{extra}")
+    for name, why in r.invalid_entries():
+        print(f"! {name}  invalid: {why}")
     return 0
 
 
@@ -135,12 +222,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     version = args.version or r.active()
     if not version:
         return _fail("models show", ValueError("no active version"))
-    m = json.loads((r.path(version) / "manifest.json").read_text())
+    try:
+        m = _manifest(r.path(version))
+    except ValueError as exc:  # RegistryError (an invalid name) is one too
+        return _fail("models show", exc)
     summary = {k: m.get(k) for k in ("version", "created", "feature_version", "operating_points", "gate")}
-    summary["training"] = {
-        k: m["training"].get(k) for k in ("messages", "corpora", "command", "train_seconds")
-    }
-    summary["validation"] = {k: m["validation"].get(k) for k in ("roc_auc", "one_minus_roca_pct", "ece")}
+    training, validation = _section(m, "training"), _section(m, "validation")
+    summary["training"] = {k: training.get(k) for k in ("messages", "corpora", "command", "train_seconds")}
+    summary["validation"] = {k: validation.get(k) for k in ("roc_auc", "one_minus_roca_pct", "ece")}
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -181,7 +270,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     try:
         version = _registry(args).add(args.model_dir)
-    except (ArtifactError, OSError) as exc:
+    except (ArtifactError, OSError, ValueError) as exc:  # RegistryError (an invalid name) is a ValueError
         return _fail("models add", exc)
     print(f"added {version}")
     return 0
@@ -226,29 +315,74 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from service.shipping import ShippingError, publish
 
     r = _registry(args)
+    try:
+        key = _private_key(args.key)
+    except _ConfigProblem as exc:
+        print(f"spamgate models publish: {exc}", file=sys.stderr)
+        return EX_CONFIG
     version = args.version or r.active()
     if not version:
         return _fail("models publish", ValueError("no version given and none active"))
     try:
-        publish(r.path(version), args.to)
-    except (ArtifactError, ShippingError, OSError) as exc:
+        publish(r.path(version), args.to, key, make_current=not args.not_current)
+    except (ArtifactError, ShippingError, OSError, ValueError) as exc:  # RegistryError: an invalid name
         return _fail("models publish", exc)
-    print(f"published {version} to {args.to}")
+    signed = "signed index" if key is not None else "UNSIGNED index"
+    print(f"published {version} to {args.to} ({signed}{'' if args.not_current else ', current'})")
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    from service.shipping import ShippingError, withdraw
+
+    try:
+        key = _private_key(args.key)
+    except _ConfigProblem as exc:
+        print(f"spamgate models withdraw: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        index = withdraw(args.to, args.version, key, args.current)
+    except (ArtifactError, ShippingError, OSError) as exc:
+        return _fail("models withdraw", exc)
+    print(f"withdrew {args.version}; current: {index.current or '-'}")
     return 0
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    """Exit 0 pulled (or nothing new), 1 the pull failed (nothing kept), 78 an unusable command line."""
     from service.model_registry import RegistryError
-    from service.shipping import ShippingError, pull
+    from service.shipping import ShippingError, plain_http_refusal, pull
 
-    r = _registry(args)
     try:
-        new = pull(args.source, r)
-        if new and args.activate == "auto":
-            r.activate(new[-1])
+        key = _public_key(args)
+        if key is not None and args.allow_unsigned:
+            raise _ConfigProblem("--allow-unsigned and --public-key exclude each other")
+        if key is None and args.activate == "auto":
+            raise _ConfigProblem(
+                "--activate auto needs --public-key: an unsigned version is never activated automatically"
+            )
+        refusal = None if key is not None or args.allow_unsigned else plain_http_refusal(args.source)
+        if refusal is not None:
+            raise _ConfigProblem(refusal)
+    except _ConfigProblem as exc:
+        print(f"spamgate models pull: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    r = _registry(args, key)
+    try:
+        result = pull(args.source, r, key, allow_unsigned=args.allow_unsigned, max_bytes=args.max_bytes)
+        if args.activate == "auto" and result.current and result.current != r.active():
+            r.activate(result.current)  # verified again (signature by the key) on the way
     except (ShippingError, RegistryError, ArtifactError, OSError) as exc:
-        return _fail("models pull", exc)
-    print(f"pulled {len(new)} version(s): {' '.join(new) or '-'}; active: {r.active()}")
+        print(f"spamgate models pull: {exc}", file=sys.stderr)
+        return 1
+    active = r.active()
+    print(
+        f"pulled {len(result.new)} version(s): {' '.join(result.new) or '-'}; "
+        f"publisher's current: {result.current or '-'}; active: {active or '-'}"
+        + ("" if result.signed else " (UNSIGNED: no --public-key; activate by hand after checking)")
+    )
+    for v in result.withdrawn_here:
+        print(f"warning: {v} is withdrawn by the publisher{' and is ACTIVE here' if v == active else ''}")
     return 0
 
 
@@ -267,10 +401,11 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             store.close()
             return 0
         from service.client import SpamGateClient
+        from service.client_args import client_options
         from service.proto_gen import spamgate_pb2 as pb
 
         lab = pb.FEEDBACK_LABEL_SPAM if args.spam else pb.FEEDBACK_LABEL_HAM
-        with SpamGateClient(args.server) as c:
+        with SpamGateClient(args.server, **client_options(args)) as c:
             for f in args.files:
                 resp = c.stub.ReportFeedback(
                     pb.FeedbackRequest(message=Path(f).read_bytes(), label=lab, reporter=args.reporter),
@@ -286,56 +421,6 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    import shlex
+    from service.retrain_command import cmd_retrain as run
 
-    from model.features import FeatureConfig
-    from service.model_registry import RegistryError
-    from training.corpora import CorpusError, LabelledMessage, read_corpus
-    from training.fit import TrainConfig
-    from training.retrain import GateConfig, after, corpus_summary, retrain
-
-    try:
-        r = _registry(args)
-        active = r.load(r.active()) if r.active() else None
-        messages: list[LabelledMessage] = []
-        corpora = []
-        for c in args.corpus:
-            msgs = list(read_corpus(c))
-            messages.extend(msgs)
-            corpora.append(corpus_summary(Path(c).name, msgs))
-        if args.feedback:
-            from service.feedback import FeedbackStore
-
-            store = FeedbackStore(args.feedback)
-            fb = after(messages, list(store.labelled()))
-            store.close()
-            messages.extend(fb)
-            corpora.append(corpus_summary(f"feedback:{args.feedback.name}", fb))
-        if not messages:
-            raise ValueError("nothing to train on: give --corpus and/or --feedback")
-        features = active.features if active else FeatureConfig()
-        train_cfg = TrainConfig(**active.manifest["training"]["train_config"]) if active else TrainConfig()
-        gate = GateConfig(args.roca_tolerance, args.fpr_tolerance, args.holdout)
-        args.registry.mkdir(parents=True, exist_ok=True)
-        path, decision = retrain(
-            messages,
-            active,
-            args.registry,
-            features,
-            train_cfg,
-            gate,
-            corpora,
-            warm_start=args.warm_start,
-            n_jobs=args.jobs,
-            progress=not args.quiet,
-            command=shlex.join(["spamgate", *sys.argv[1:]]),
-        )
-        if decision["promote"] and not args.no_activate:
-            r.activate(path.name)
-    except (CorpusError, RegistryError, ArtifactError, OSError, ValueError) as exc:
-        return _fail("retrain", exc)
-    print(json.dumps({"candidate": path.name, **decision}, indent=1))
-    print(
-        f"{'PROMOTED' if decision['promote'] and not args.no_activate else 'NOT promoted'}: {decision['why']}"
-    )
-    return 0 if decision["promote"] else 1
+    return run(args)

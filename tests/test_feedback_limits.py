@@ -86,10 +86,11 @@ def test_older_store_gains_role_and_claim_columns(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.executescript(
         "CREATE TABLE messages (sha256 TEXT PRIMARY KEY, raw BLOB NOT NULL, first_seen TEXT NOT NULL);"
-        "CREATE TABLE reports (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL, label TEXT NOT NULL,"
-        " reporter TEXT NOT NULL, reported_at TEXT NOT NULL, verdict TEXT NOT NULL);"
+        "CREATE TABLE reports (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL,"
+        " label TEXT NOT NULL, reporter TEXT NOT NULL, reported_at TEXT NOT NULL, verdict TEXT NOT NULL);"
         "INSERT INTO messages VALUES ('abc', x'6869', '2026-01-01');"
-        "INSERT INTO reports(sha256, label, reporter, reported_at, verdict) VALUES ('abc', 'spam', 'cli', 't', '{}');"
+        "INSERT INTO reports(sha256, label, reporter, reported_at, verdict)"
+        " VALUES ('abc', 'spam', 'cli', 't', '{}');"
     )
     db.commit()
     db.close()

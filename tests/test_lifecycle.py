@@ -145,10 +145,11 @@ def test_publish_and_pull_over_http(
     priv, pub = keys
     signed = _copy(two_models[0], tmp_path / "signed")
     sign_artifact(signed, load_private_key(priv))
-    publish(signed, www / "models")
+    publish(signed, www / "models", load_private_key(priv))
     gateway = ModelRegistry(tmp_path / "gw", signature_check(str(pub)))
-    assert pull(url, gateway) == [two_models[0].version]
-    assert pull(url, gateway) == []  # nothing new
+    key = load_public_key(pub)
+    assert pull(url, gateway, key).new == [two_models[0].version]
+    assert pull(url, gateway, key).new == []  # nothing new
     assert (
         main(
             [
@@ -166,17 +167,20 @@ def test_publish_and_pull_over_http(
         )
         == 0
     )
-    # an unsigned version on the distribution point is refused by a gateway with a key
+    assert gateway.active() == two_models[0].version
+    # an unsigned distribution point is refused by a gateway with a key
     unsigned = _copy(two_models[1], tmp_path / "unsigned")
-    publish(unsigned, www / "models")
+    publish(unsigned, www / "plain")
+    plain = url.replace("/models/", "/plain/")
     with pytest.raises(ShippingError, match="unsigned"):
-        pull(url, gateway)
+        pull(plain, gateway, key)
     assert two_models[1].version not in gateway.versions()
-    # a tampered weights file is refused by checksum
-    tampered = www / "models" / two_models[1].version / "weights.npz"
+    # a tampered weights file is refused by checksum (the index's, before the manifest's)
+    tampered = www / "plain" / two_models[1].version / "weights.npz"
     tampered.write_bytes(tampered.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ShippingError, match="sha256"):
-        pull(url, ModelRegistry(tmp_path / "gw2"))
+        pull(plain, ModelRegistry(tmp_path / "gw2"), allow_unsigned=True)
+    assert ModelRegistry(tmp_path / "gw2").versions() == []
 
 
 def _serve_registry(reg: Path, extra: dict[str, dict[str, object]] | None = None) -> RunningServer:
@@ -227,7 +231,7 @@ def test_hot_swap_under_load(tmp_path: Path, two_models: tuple[Artifact, Artifac
     for t in threads:
         t.start()
     try:
-        with SpamGateClient(target) as admin:
+        with SpamGateClient(running.admin_target) as admin:  # ActivateModel: an admin call
             for i in range(20):
                 version = b.version if i % 2 == 0 else a.version
                 info = admin.stub.ActivateModel(pb.ActivateModelRequest(version=version), timeout=10)
@@ -275,7 +279,7 @@ def test_service_with_key_refuses_unsigned_version(
     try:
         (root / "ACTIVE").write_text(b.version + "\n")  # someone points at the unsigned version
         time.sleep(0.5)
-        with SpamGateClient(f"127.0.0.1:{running.port}") as c:
+        with SpamGateClient(running.admin_target) as c:
             assert c.classify(make()).model_version == a.version
             with pytest.raises(grpc.RpcError) as e:
                 c.stub.ActivateModel(pb.ActivateModelRequest(version=b.version), timeout=10)
@@ -303,8 +307,10 @@ def test_feedback_survives_kill_9(tmp_path: Path, small_model: Artifact) -> None
     db = tmp_path / "fb.db"
     proc, port = start_serve(["--config", str(_write_cfg(tmp_path, db)), "--model", str(small_model.path)])
     try:
-        with SpamGateClient(f"127.0.0.1:{port}") as c:
-            v = c.classify(make({"Subject": "by id"}))
+        # ReportFeedback is refused on TCP by default: reports go to the admin socket
+        admin = f"unix:{tmp_path / 'admin.sock'}"
+        with SpamGateClient(admin) as c, SpamGateClient(f"127.0.0.1:{port}") as tcp:
+            v = tcp.classify(make({"Subject": "by id"}))
             by_id = c.stub.ReportFeedback(
                 pb.FeedbackRequest(verdict_id=v.verdict_id, label=pb.FEEDBACK_LABEL_SPAM, reporter="u1"),
                 timeout=10,
@@ -345,7 +351,7 @@ def test_feedback_survives_kill_9(tmp_path: Path, small_model: Artifact) -> None
 
 def _write_cfg(tmp: Path, db: Path) -> Path:
     p = tmp / "serve.toml"
-    p.write_text(f'[feedback]\ndb = "{db}"\n')
+    p.write_text(f'[feedback]\ndb = "{db}"\n[admin]\nsocket = "{tmp / "admin.sock"}"\n')
     return p
 
 
@@ -378,7 +384,7 @@ def test_retrain_gate(
     promoted = ModelRegistry(reg).active()
     assert promoted != two_models[0].version
     manifest = json.loads((reg / str(promoted) / "manifest.json").read_text())
-    assert manifest["gate"]["promote"] and "active" in manifest["gate"]
+    assert manifest["gate"]["promote"] and manifest["gate"]["compared_with"]["kind"] == "active"
     # a candidate trained on poisoned (label-flipped) older mail loses on clean recent mail: not promoted
     from model.features import FeatureConfig
     from training.corpora import LabelledMessage
@@ -417,6 +423,8 @@ def test_retrain_gate(
             str(reg),
             "--feedback",
             str(tmp_path / "fb.db"),
+            "--trusted-reporter",  # with no base corpus, only trusted reports can be held back for the gate
+            "user",
             "--jobs",
             "1",
             "--quiet",

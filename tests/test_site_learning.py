@@ -56,9 +56,8 @@ def test_untrusted_reporter_cannot_overwrite_a_trusted_label(tmp_path: Path) -> 
     store.add(a, "ham", "admin@site")  # a trusted reporter may change a trusted label
     assert {m.raw: m.label for m in store.labelled({"admin@site"})}[a] == 0
     store.close()
-    # a store that records roles (issue 16's server): role "admin" is trusted without being named
+    # the store records the caller's role (issue 16's server): role "admin" is trusted without being named
     con = sqlite3.connect(tmp_path / "fb.db")
-    con.execute("ALTER TABLE reports ADD COLUMN role TEXT")
     con.execute("UPDATE reports SET role = 'admin' WHERE reporter = 'alice'")
     con.commit()
     con.close()

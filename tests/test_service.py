@@ -15,12 +15,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from model.bundled import bundled_model_path
-from service.client import SpamGateClient, envelope
+from service.client import SpamGateClient, envelope, open_channel
 from service.config import ConfigError, load_config, with_server
 from service.launch import start_serve
 from service.proto_gen import spamgate_pb2 as pb
+from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
 from service.server import RunningServer, start_server
 from service.verdict import Request
@@ -324,12 +326,47 @@ def test_overload_is_resource_exhausted() -> None:
         running.stop(0).wait()
 
 
-def test_worker_processes_share_the_port() -> None:
+def _classify_calls_per_process(metrics_dir: Path) -> dict[str, float]:
+    """Classify calls each serving process counted, from its own prometheus-client files.
+
+    In multi-process mode each process writes ``counter_<pid>.db`` in the shared folder;
+    merging one file alone gives that process's counts (the parent's /metrics merges them all).
+    """
+    counts: dict[str, float] = {}
+    for f in sorted(metrics_dir.glob("counter_*.db")):
+        n = sum(
+            s.value
+            for metric in MultiProcessCollector.merge([str(f)])
+            for s in metric.samples
+            if s.name == "spamgate_requests_total" and s.labels.get("method") == "Classify"
+        )
+        if n:
+            counts[f.stem.removeprefix("counter_")] = n
+    return counts
+
+
+def test_worker_processes_share_the_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --processes 2 both workers answer, and every call is answered once.
+
+    The kernel spreads connections, not calls (SO_REUSEPORT hashes the address pair), so each
+    call gets a channel of its own, with a local subchannel pool (gRPC otherwise shares one
+    connection between channels to the same target). 24 calls all landing on one of two
+    workers happens with probability 2**-23. The workers' metrics folder is made with
+    ``tempfile.mkdtemp``, here under tmp_path (TMPDIR).
+    """
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     proc, port = start_serve(["--processes", "2"])
+    calls = 24
     try:
-        with SpamGateClient(f"127.0.0.1:{port}") as c:
-            for i in range(6):
-                assert c.classify(make({"Subject": f"n{i}"})).model_version
+        for i in range(calls):
+            with open_channel(f"127.0.0.1:{port}", [("grpc.use_local_subchannel_pool", 1)]) as channel:
+                r = pb_grpc.SpamGateStub(channel).Classify(
+                    pb.ClassifyRequest(message=make({"Subject": f"n{i}"})), timeout=20
+                )
+                assert r.model_version
+        (metrics_dir,) = tmp_path.glob("spamgate-metrics-*")
+        per_worker = _classify_calls_per_process(metrics_dir)
+        assert sum(per_worker.values()) == calls and len(per_worker) == 2, per_worker
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

@@ -344,20 +344,21 @@ def parse_received(value: str, with_date: bool = True) -> ReceivedHop:
 # X-Spam-Status, so the model had learned "hn:x-spam-status" as ham evidence (weight -1.95, about
 # 12 standard deviations); a spammer adding "X-Spam-Status: No" bought that discount. Retraining
 # on reported mail that went through spamgate would also learn spamgate's own verdict back.
+# The one list of verdict header prefixes (issue 18: the names also lived in a separate
+# prefilter tuple, so a name added to the regex only was still featurised). Add a filter here.
+VERDICT_HEADER_NAMES = (
+    "x-spam",
+    "x-bogosity",
+    "x-dspam",
+    "x-rspamd",
+    "x-barracuda-spam",
+    "x-proofpoint-spam",
+)
+_VERDICT_NAMES = tuple(n.encode() for n in VERDICT_HEADER_NAMES)  # the cheap prefilter
 VERDICT_HEADER = re.compile(
-    rb"^(?:x-spam|x-bogosity|x-dspam|x-rspamd|x-barracuda-spam|x-proofpoint-spam)[^:\r\n]*:"
+    rb"^(?:" + b"|".join(re.escape(n) for n in _VERDICT_NAMES) + rb")[^:\r\n]*:"
     rb"[^\n]*\n(?:[ \t][^\n]*\n)*",
     re.IGNORECASE | re.MULTILINE,
-)
-
-
-_VERDICT_NAMES = (
-    b"x-spam",
-    b"x-bogosity",
-    b"x-dspam",
-    b"x-rspamd",
-    b"x-barracuda-spam",
-    b"x-proofpoint-spam",
 )
 
 

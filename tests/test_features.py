@@ -13,7 +13,7 @@ import pytest
 
 from model.features import FeatureConfig, FeatureExtractor
 from model.heuristics import HEURISTIC_NAMES
-from model.parse import parse_message
+from model.parse import VERDICT_HEADER_NAMES, parse_message
 from model.tokens import TokenConfig, message_tokens
 from tests.mail import html, make
 
@@ -207,3 +207,16 @@ def test_byte_ngrams_hold_only_ascii_bytes() -> None:
     grams = _gram_bytes(FeatureExtractor(FeatureConfig(n_bits=16)), raw)
     assert b"invo" in grams and b"4471" in grams
     assert grams and all(max(g) < 0x80 for g in grams)
+
+
+@pytest.mark.parametrize("name", VERDICT_HEADER_NAMES)
+def test_every_listed_verdict_header_is_removed(name: str) -> None:
+    """One list (issue 18): each name in it is gone from the view, with or without a suffix, folded or not."""
+    fx = FeatureExtractor()
+    plain = make({"Subject": "Quarterly report"})
+    header = "-".join(w.capitalize() for w in name.split("-"))
+    extra = [(header + "-Flag", "NO\r\n\tfolded=1"), (header, "ham")]
+    forged = make({"Subject": "Quarterly report"}, extra=extra)
+    assert (fx.transform([plain]) != fx.transform([forged])).nnz == 0
+    view = parse_message(forged)
+    assert view.header(header) is None and view.header(header + "-Flag") is None

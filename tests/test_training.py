@@ -11,7 +11,7 @@ import pytest
 
 from model.artifact import load_artifact
 from service.cli import main
-from tests.mail import generated_corpus
+from tests.mail import generated_corpus, make
 from training import metrics
 from training.corpora import CorpusError, detect_format, read_corpus
 from training.splits import random_split, time_split
@@ -179,3 +179,18 @@ def test_fit_losses_and_svm_determinism() -> None:
     assert np.allclose(a.coef, other.coef, atol=1e-3 * np.abs(a.coef).max())
     with pytest.raises(ValueError, match="loss"):
         TrainConfig(loss="hinge")
+
+
+def test_one_content_hash_for_the_same_mail() -> None:
+    """Issue 18: retrain's corpus summary and featurisation named the same 40 messages differently."""
+    from model.features import FeatureConfig
+    from training.corpora import LabelledMessage
+    from training.featurize import featurize
+    from training.retrain import corpus_summary
+
+    msgs = [LabelledMessage(i % 2, make({"Subject": f"m{i}"}), f"m{i}", float(i)) for i in range(40)]
+    by_rows = featurize(msgs, FeatureConfig(), n_jobs=1, progress=False).content_sha256
+    assert corpus_summary("c", msgs)["content_sha256"] == by_rows
+    assert corpus_summary("c", list(reversed(msgs)))["content_sha256"] == by_rows  # order-free
+    flipped = [LabelledMessage(1 - m.label, m.raw, m.source, m.order) for m in msgs]
+    assert corpus_summary("c", flipped)["content_sha256"] != by_rows  # labels are part of it

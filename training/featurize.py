@@ -20,6 +20,16 @@ from model.features import FeatureConfig, FeatureExtractor
 from training.corpora import LabelledMessage
 
 
+def content_sha256(labels: Iterable[int], digests: Iterable[str]) -> str:
+    """The one content hash of labelled mail (issue 18: retrain computed another and the same 40
+    messages got two names): sha256 over "label:message-sha256\\n" lines sorted by message hash,
+    so it names the data whatever the order it was read in."""
+    h = hashlib.sha256()
+    for lab, d in sorted(zip(labels, digests, strict=True), key=lambda t: t[1]):
+        h.update(f"{int(lab)}:{d}\n".encode())
+    return h.hexdigest()
+
+
 @dataclass
 class Featurized:
     """Rows, labels and per-message metadata of a featurised corpus."""
@@ -34,10 +44,7 @@ class Featurized:
     @property
     def content_sha256(self) -> str:
         """Order-independent hash of (label, message sha256) pairs: names the training data."""
-        h = hashlib.sha256()
-        for lab, d in sorted(zip(self.y.tolist(), self.digests, strict=True), key=lambda t: t[1]):
-            h.update(f"{lab}:{d}\n".encode())
-        return h.hexdigest()
+        return content_sha256(self.y.tolist(), self.digests)
 
     def subset(self, idx: np.ndarray) -> Featurized:
         ids = idx.tolist()

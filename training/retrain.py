@@ -43,7 +43,7 @@ from model.training_filter import contains, load_training_filter
 from training import metrics
 from training.corpora import LabelledMessage
 from training.evaluate import plot_roc
-from training.featurize import Featurized, featurize
+from training.featurize import Featurized, content_sha256, featurize
 from training.fit import SGD_LOSSES, FitResult, TrainConfig, fit
 from training.reports import Report, gate_split
 from training.site_layer import SITE_C, fit_base, fit_with_site_layer
@@ -90,13 +90,14 @@ EXIT_PROMOTED, EXIT_NOT_PROMOTED, EXIT_HELD = 0, 1, 3
 
 def corpus_summary(name: str, messages: list[LabelledMessage]) -> dict[str, Any]:
     """What a manifest records about one training source (counts and an order-free content hash)."""
-    digests = sorted(f"{m.label}:{hashlib.sha256(m.raw).hexdigest()}" for m in messages)
     return {
         "name": name,
         "messages": len(messages),
         "ham": sum(1 for m in messages if m.label == 0),
         "spam": sum(1 for m in messages if m.label == 1),
-        "content_sha256": hashlib.sha256("\n".join(digests).encode()).hexdigest(),
+        "content_sha256": content_sha256(
+            [m.label for m in messages], [hashlib.sha256(m.raw).hexdigest() for m in messages]
+        ),
     }
 
 

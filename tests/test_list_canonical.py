@@ -186,3 +186,25 @@ def test_authenticated_from_domain_is_canonical(tmp_path: Path) -> None:
     dom = from_domain_of(headers)
     assert dom == "bank.example"
     assert from_header_allowed(pol, headers, dom) == "from_header_domain bank.example (authenticated)"
+
+
+def test_from_spoof_with_an_address_as_display_name(tmp_path: Path) -> None:
+    """Issue 18: ``alerts@bank.example <x@evil.example>`` is from evil.example, for features and lists alike.
+
+    email.utils.parseaddr said bank.example, so an allow list on bank.example passed the spoof.
+    """
+    from model.parse import parse_address
+
+    spoof = "alerts@bank.example <x@evil.example>"
+    assert from_domain_of([("From", spoof)]) == "evil.example"
+    parsed = parse_address(spoof)
+    assert parsed is not None and parsed.address == "x@evil.example"
+    (tmp_path / "blocked-ips.txt").write_text("198.51.100.7\n")
+    (tmp_path / "blocked-senders.txt").write_text("spammer@bad.example\n")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    pol = parse_policy(tmp_path / "policy.toml")
+    headers = [
+        ("Authentication-Results", "mx1.example.net; dmarc=pass header.from=bank.example"),
+        ("From", spoof),
+    ]
+    assert not from_header_allowed(pol, headers, from_domain_of(headers))

@@ -142,9 +142,10 @@ def _classify_local(args: argparse.Namespace, messages: Iterator[tuple[str, byte
 
 def _classify_remote(args: argparse.Namespace, messages: Iterator[tuple[str, bytes]]) -> int:
     import grpc
-    from google.protobuf.json_format import MessageToDict
 
     from service.client import SpamGateClient, envelope
+    from service.server import verdict_from_proto
+    from service.verdict import verdict_dict
 
     status = 0
     with SpamGateClient(args.server, timeout=args.timeout, **client_options(args)) as client:
@@ -159,10 +160,5 @@ def _classify_remote(args: argparse.Namespace, messages: Iterator[tuple[str, byt
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     return 3
                 continue
-            d = MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-            d["action"] = d["action"].removeprefix("ACTION_")
-            d["spam_probability"] = round(r.spam_probability, 6)
-            for reason in d.get("reasons", []):
-                reason["contribution"] = round(reason["contribution"], 4)
-            _print(name, d, args.json)
+            _print(name, verdict_dict(verdict_from_proto(r)), args.json)
     return status

@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from model.limits import ParseLimits
+from model.scoring import Reason
 from service import admin_socket, redact
 from service.access import AccessInterceptor, AccessPolicy, Principal, caller, caller_is_admin
 from service.audit import AuditLog, audit_path
@@ -39,7 +40,16 @@ from service.report_rate import ReportRateLimiter, peer_host
 from service.scoring_pool import ScoringPool
 from service.streams import StreamGuard, StreamLimits
 from service.tls import ReloadingCertificates, server_credentials
-from service.verdict import Envelope, ErrorKind, Request, RequestError, Verdict, build_verdict, verdict_dict
+from service.verdict import (
+    Envelope,
+    ErrorKind,
+    GroupResult,
+    Request,
+    RequestError,
+    Verdict,
+    build_verdict,
+    verdict_dict,
+)
 
 log = logging.getLogger("spamgate.server")
 
@@ -136,6 +146,55 @@ def verdict_to_proto(v: Verdict) -> pb.ClassifyResponse:
         verdict_id=v.verdict_id,
         unfamiliar=v.unfamiliar,
     )
+
+
+def verdict_from_proto(r: pb.ClassifyResponse) -> Verdict:
+    """The inverse of ``verdict_to_proto``: a client turns an answer back into the verdict it was.
+
+    With it the CLI prints one JSON shape (``verdict_dict``) whether it scored in process or
+    asked a server (issue 18: ``classify --json`` differed with and without ``--server``).
+    """
+
+    def headers(hs: Any) -> tuple[tuple[str, str], ...]:
+        return tuple((h.name, h.value) for h in hs)
+
+    return Verdict(
+        correlation_id=r.correlation_id,
+        spam_probability=r.spam_probability,
+        action=_action_of(r.action),
+        add_headers=headers(r.add_headers),
+        subject_tag=r.subject_tag,
+        reroute_to=r.reroute_to,
+        reject_text=r.reject_text,
+        reasons=tuple(Reason(x.name, x.kind, x.contribution) for x in r.reasons),
+        model_version=r.model_version,
+        scanned=r.scanned,
+        list_decision=r.list_decision,
+        limits_cut=tuple(r.limits_cut),
+        threshold=r.threshold,
+        policy=r.policy,
+        policy_version=r.policy_version,
+        groups=tuple(
+            GroupResult(
+                recipients=tuple(g.recipients),
+                policy=g.policy,
+                action=_action_of(g.action),
+                threshold=g.threshold,
+                list_decision=g.list_decision,
+                add_headers=headers(g.add_headers),
+                subject_tag=g.subject_tag,
+                reroute_to=g.reroute_to,
+                reject_text=g.reject_text,
+            )
+            for g in r.groups
+        ),
+        verdict_id=r.verdict_id,
+        unfamiliar=r.unfamiliar,
+    )
+
+
+def _action_of(value: int) -> Action:
+    return Action[pb.Action.Name(value).removeprefix("ACTION_")]
 
 
 def _action(a: Action) -> Any:

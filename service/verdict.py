@@ -278,7 +278,7 @@ def _score(
 
 
 def verdict_dict(v: Verdict) -> dict[str, object]:
-    """JSON-able form (CLI output)."""
+    """The one JSON shape of a verdict (``classify --json``, in process or through a server)."""
     return {
         "correlation_id": v.correlation_id,
         "spam_probability": round(v.spam_probability, 6),
@@ -306,6 +306,10 @@ def verdict_dict(v: Verdict) -> dict[str, object]:
                 "action": g.action.name,
                 "threshold": g.threshold,
                 "list_decision": g.list_decision,
+                "add_headers": [list(h) for h in g.add_headers],
+                "subject_tag": g.subject_tag,
+                "reroute_to": g.reroute_to,
+                "reject_text": g.reject_text,
             }
             for g in v.groups
         ],

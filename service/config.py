@@ -66,6 +66,7 @@ from typing import Any
 
 from model.bundled import bundled_model_path
 from model.limits import ParseLimits
+from service.toml_lines import with_lines
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
@@ -348,9 +349,11 @@ def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] |
     """Read ``path`` (if given), apply ``overrides`` (section → key → value), validate."""
     errors: list[str] = []
     raw: dict[str, Any] = {}
+    text = ""
     if path is not None:
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            text = Path(path).read_text()
+            raw = tomllib.loads(text)
         except OSError as exc:
             raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
         except tomllib.TOMLDecodeError as exc:
@@ -379,7 +382,8 @@ def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] |
     cfg = Config(**kwargs)
     errors.extend(validate(cfg))
     if errors:
-        raise ConfigError(errors)
+        # Each error about a key the file writes names its line there (issue 18).
+        raise ConfigError(with_lines(Path(path), text, errors, overrides or {}) if path else errors)
     return cfg
 
 

@@ -36,6 +36,7 @@ from service.policy import (
     Settings,
     Threshold,
 )
+from service.toml_lines import KeyLines
 
 log = logging.getLogger("spamgate.policy")
 
@@ -60,20 +61,15 @@ _SECTION_KEYS = {"name", "recipient_domains", "sensitivity", "thresholds", "acti
 
 
 class _Errors:
+    """Every problem found, each as ``FILE:LINE: KEY: why``, the line resolved from the key's path."""
+
     def __init__(self, path: Path, text: str) -> None:
-        self.path, self.lines, self.items = path, text.splitlines(), []  # type: ignore[var-annotated]
+        self.path, self.lines, self.items = path, KeyLines(text), list[str]()
         self.allow_empty_list_files = False  # the policy's own key: an empty list file is meant
 
-    def line_of(self, key: str) -> int:
-        pat = re.compile(rf"^\s*(?:{re.escape(key)}\s*=|\[+\s*(?:[\w.]*\.)?{re.escape(key)}\s*\]+)")
-        for i, line in enumerate(self.lines, 1):
-            if pat.search(line):
-                return i
-        return 0
-
-    def add(self, key: str, why: str, line: int | None = None) -> None:
-        n = self.line_of(key.split(".")[-1]) if line is None else line
-        self.items.append(f"{self.path}:{n}: {key}: {why}")
+    def add(self, key: str, why: str) -> None:
+        """``key`` is the path (``domain[1].thresholds.tag``): the line is that key's in its own table."""
+        self.items.append(f"{self.path}:{self.lines.line_of(key)}: {key}: {why}")
 
 
 def _thresholds(raw: Any, where: str, base: dict[Action, Threshold], err: _Errors) -> dict[Action, Threshold]:
@@ -191,11 +187,17 @@ def read_regular_file(path: Path) -> bytes:
     return data
 
 
-def _read_list_file(path: Path, kind: str, target: AddressList, err: _Errors, digest: Any) -> None:
+def _read_list_file(path: Path, key: str, target: AddressList, err: _Errors, digest: Any) -> None:
+    """Add the entries of the list file ``path`` that the policy names at ``key`` (``block.senders_file``).
+
+    A bad entry is reported at its own line of the list file; a file that cannot be read
+    or holds no entry, at the policy line that names it (the list file has no line to name).
+    """
+    kind = key.rpartition(".")[2].removesuffix("_file")
     try:
         data = read_regular_file(path)
     except OSError as exc:
-        err.items.append(f"{path}:0: {kind}: cannot read list file: {exc.strerror}")
+        err.add(key, f"cannot read list file {path}: {exc.strerror}")
         return
     digest.update(data)
     if cut := cut_short(path, data):
@@ -212,9 +214,10 @@ def _read_list_file(path: Path, kind: str, target: AddressList, err: _Errors, di
         except ValueError as exc:
             err.items.append(f"{path}:{n}: {kind}: {exc}")
     if not entries and not err.allow_empty_list_files:
-        err.items.append(
-            f"{path}:0: {kind}: the list file has no entries: an emptied or cut-short file reads the same, "
-            "so it is refused (to mean an empty list, drop the key, or set allow_empty_list_files = true)"
+        err.add(
+            key,
+            f"the list file {path} has no entries: an emptied or cut-short file reads the same, so it is "
+            "refused (to mean an empty list, drop the key, or set allow_empty_list_files = true)",
         )
 
 
@@ -253,7 +256,7 @@ def _list(raw: Any, where: str, base_dir: Path, err: _Errors, digest: Any) -> Ad
                 if not isinstance(f, str):
                     err.add(f"{where}.{key}", f"must be a file path, got {f!r}")
                     continue
-                _read_list_file((base_dir / f).resolve(), kind, out, err, digest)
+                _read_list_file((base_dir / f).resolve(), f"{where}.{key}", out, err, digest)
             continue
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             err.add(f"{where}.{key}", "must be a list of strings")
@@ -280,7 +283,7 @@ def parse_policy(path: Path) -> Policy:
     try:
         data = read_regular_file(path)
     except OSError as exc:
-        raise PolicyError([f"{path}:0: cannot read: {exc.strerror}"]) from exc
+        raise PolicyError([f"{path}: cannot read: {exc.strerror}"]) from exc  # the whole file: no line
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -293,11 +296,11 @@ def parse_policy(path: Path) -> Policy:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise PolicyError([f"{path}:{m.group(1) if m else 0}: not valid TOML: {exc}"]) from exc
+        raise PolicyError([f"{path}:{m.group(1) + ':' if m else ''} not valid TOML: {exc}"]) from exc
     if not raw:
         raise PolicyError(
             [
-                f"{path}:0: the policy file has no settings (empty, or only comments): an emptied or "
+                f"{path}: the policy file has no settings (empty, or only comments): an emptied or "
                 "cut-short file reads the same, so it is refused; without a policy file the built-in "
                 "policy applies"
             ]

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from model import atomic
 from model.calibration import Calibration
 from model.features import FEATURE_VERSION, FeatureConfig
 from model.heuristics import HEURISTIC_NAMES
@@ -144,13 +143,7 @@ def write_artifact(
         raise ArtifactError(f"{out_dir}: already exists; model versions are immutable")
     if model.coef.shape != (features.n_columns,):
         raise ArtifactError(f"coef has {model.coef.shape} columns, features need {features.n_columns}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes 0700; a model is read by the service user too
     weights = _weights_bytes(model)
-    (tmp / WEIGHTS).write_bytes(weights)
-    for name, content in extra.items():
-        (tmp / name).write_bytes(content)
     full = dict(manifest)
     full.update(
         {
@@ -165,11 +158,11 @@ def write_artifact(
             },
         }
     )
-    (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.rename(tmp, out_dir)
+    with atomic.staged_dir(out_dir) as tmp:
+        (tmp / WEIGHTS).write_bytes(weights)
+        for name, content in extra.items():
+            (tmp / name).write_bytes(content)
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return out_dir
 
 

@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from model import atomic
 from model.artifact import MANIFEST, ArtifactError
 
 SIGNATURE = "signature.ed25519"
@@ -64,9 +65,7 @@ def sign_artifact(model_dir: Path, key: Ed25519PrivateKey) -> Path:
     """Sign ``model_dir/manifest.json``; writes ``signature.ed25519`` atomically."""
     model_dir = Path(model_dir)
     sig = key.sign((model_dir / MANIFEST).read_bytes())
-    tmp = model_dir / f".{SIGNATURE}.tmp"
-    tmp.write_bytes(base64.b64encode(sig) + b"\n")
-    os.replace(tmp, model_dir / SIGNATURE)
+    atomic.write_file(model_dir / SIGNATURE, base64.b64encode(sig) + b"\n")
     return model_dir / SIGNATURE
 
 

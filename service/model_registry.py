@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from model import atomic
 from model.artifact import MANIFEST, Artifact, ArtifactError, load_artifact
 
 ACTIVE = "ACTIVE"
@@ -145,16 +146,7 @@ class ModelRegistry:
         for name in (ACTIVE, HISTORY):
             if (self.root / name).is_symlink() or (self.root / name).is_dir():
                 raise RegistryError(f"{self.root / name} is not a plain file (planted?); remove it first")
-        fd, tmp = tempfile.mkstemp(prefix=".active-", dir=self.root)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(version + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.root / ACTIVE)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic.write_file(self.root / ACTIVE, (version + "\n").encode())
         with open(self.root / HISTORY, "a") as h:
             h.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {version}\n")
             h.flush()
@@ -230,8 +222,7 @@ class ModelRegistry:
                 raise RegistryError(f"{dest} already exists")
             versions.append(version)
         for (folder, _), version in zip(staged, versions, strict=True):
-            folder.chmod(0o755)  # mkdtemp makes 0700; the service user reads versions too
-            os.rename(folder, self.root / version)
+            atomic.commit_dir(folder, self.root / version)
         return versions
 
     def prune(self, keep: int) -> list[str]:

@@ -24,7 +24,6 @@ nothing behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from model import atomic
 from model.artifact import MANIFEST, ArtifactError, load_artifact
 from model.signing import SIGNATURE, SignatureError, sign_artifact, verify_artifact
 from service import ship_index
@@ -87,16 +87,11 @@ def publish(
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / version
     if not target.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=dest))
-        try:
+        with atomic.staged_dir(target, prefix=".publish-") as tmp:
             for f in Path(version_dir).iterdir():
                 shutil.copy2(f, tmp / f.name, follow_symlinks=False)
             if key is not None and not (tmp / SIGNATURE).exists():
                 sign_artifact(tmp, key)
-            tmp.chmod(0o755)
-            os.rename(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     elif (target / MANIFEST).read_bytes() != (Path(version_dir) / MANIFEST).read_bytes():
         raise ShippingError(f"{target} is already published with another manifest; versions are immutable")
     elif key is not None and not (target / SIGNATURE).exists():
@@ -181,17 +176,7 @@ def _write_index(dest: Path, index: Index, key: Ed25519PrivateKey | None) -> Non
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic.write_file(path, data)
 
 
 def plain_http_refusal(source: str) -> str | None:

@@ -30,6 +30,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from model import atomic
 from model.bundled import BUNDLED_DIR
 from model.features import FeatureConfig
 from training.fit import TrainConfig
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     train(specs, tmp, FEATURES, TRAINING, exact=True, command=command, new_site=True)
     if args.out.exists():
         shutil.rmtree(args.out)
-    tmp.rename(args.out)
+    atomic.commit_dir(tmp, args.out)
     print(f"bundled model written to {args.out}")
     return 0
 

@@ -392,12 +392,13 @@ def _join(parts: list[Featurized]) -> Featurized:
 def family_weights(
     variant: str, coef: np.ndarray, tokens: list[str], msgs: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    from model.hashing import token_column
+    from model.hashing import token_columns
 
     n_hash = FEATURES.n_hash
     out: dict[str, Any] = {}
     for prefix in ("cs:", "cte:"):
-        ws = {t: float(coef[token_column(t, n_hash)]) for t in tokens if t.startswith(prefix)}
+        named = [t for t in tokens if t.startswith(prefix)]
+        ws = {t: float(coef[c]) for t, c in zip(named, token_columns(named, n_hash), strict=True)}
         top = sorted(ws.items(), key=lambda kv: -abs(kv[1]))[:10]
         out[prefix[:-1]] = {t: round(w, 4) for t, w in top}
     out["heuristics"] = {n: round(float(coef[n_hash + _H[n]]), 4) for n in (*CAPS, *MIME)}

@@ -19,11 +19,6 @@ from sklearn.utils import murmurhash3_32
 SEED = 0
 
 
-def token_column(token: str, n_hash: int) -> int:
-    """Column of one token in a space of ``n_hash`` columns."""
-    return int(murmurhash3_32(token, SEED, True)) % n_hash
-
-
 def token_columns(tokens: Iterable[str], n_hash: int, memo: dict[str, int] | None = None) -> np.ndarray:
     """Columns of many tokens, in order.
 

@@ -121,12 +121,11 @@ def _class_table(classes: dict[bytes, bytes]) -> bytes:
 # Prefilters: each pattern can only match where the text, reduced to character classes by
 # bytes.translate (C speed), holds this shape. Most mail holds neither, and the two regex scans
 # (45-65 µs a message, the costliest rule) then never run.
-_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
-_SPLIT_CLASSES = _class_table({_LETTERS: b"a", b" .*_-": b"."})
-_SWAP_CLASSES = _class_table({_LETTERS: b"a", b"0@$1!|": b"0"})
-_PUNCT_RUN = re.compile(r"[!?$€£%*]{3,}|!{2,}")
 _ASCII_UPPER = bytes(range(65, 91))
-_ASCII_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
+_ASCII_LETTERS = _ASCII_UPPER + bytes(range(97, 123))
+_SPLIT_CLASSES = _class_table({_ASCII_LETTERS: b"a", b" .*_-": b"."})
+_SWAP_CLASSES = _class_table({_ASCII_LETTERS: b"a", b"0@$1!|": b"0"})
+_PUNCT_RUN = re.compile(r"[!?$€£%*]{3,}|!{2,}")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _FQDN = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$", re.IGNORECASE)
 

@@ -5,8 +5,10 @@ plus the calls we made on its tree cost 1.2 ms of the 2.2 ms it took to turn a
 message into a feature row (``email.feedparser`` walks every line through a
 Python generator and compiles a fresh boundary regex for every multipart
 message). Scoring has a budget of 1 ms a message, so this module does the
-little we need with ``bytes.find`` and ``binascii``: 0.1–0.2 ms a message
-(``python bench/parse_speed.py --data DATA``).
+little we need with ``bytes.find`` and ``binascii``. The whole parse, this
+splitter included, took 0.375 ms a message on S2 (the ``parse`` stage of
+``python bench/speed.py --data DATA``, BENCHMARKS.md); the splitter's own
+share is not timed apart.
 
 What it does and does not do:
 - Line ends are normalised to LF first; headers are unfolded, names kept as

@@ -236,10 +236,6 @@ class Config:
             return Path(self.model.registry) / "<no ACTIVE version>"
         return Path(self.model.path) if self.model.path else bundled_model_path()
 
-    @property
-    def parse_limits(self) -> ParseLimits:
-        return ParseLimits(**self.limits)
-
 
 _SECTIONS: dict[str, type] = {
     "server": ServerSection,

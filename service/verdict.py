@@ -18,7 +18,7 @@ from model.evidence import THIN_EVIDENCE
 from model.limits import ParseLimits
 from model.parse import parse_message
 from model.scoring import Reason, Score
-from service.decide import GroupVerdict, decide_groups, from_domain_of, from_header_allowed, recipient_groups
+from service.decide import Group, decide_groups, from_domain_of, from_header_allowed, recipient_groups
 from service.policy import Action, Policy, Settings
 from service.registry import ModelHolder, NoModelError
 from service.scoring_pool import DeadlinePassed, ScoringAborted, ScoringBusy, ScoringPool
@@ -134,8 +134,9 @@ def _headers(
     return tuple(out)
 
 
-def _group_result(g: GroupVerdict, p: float | None, reasons: tuple[Reason, ...], model: str) -> GroupResult:
+def _group_result(g: Group, p: float | None, reasons: tuple[Reason, ...], model: str) -> GroupResult:
     s = g.settings
+    assert g.action is not None, "a group is decided before its result is built"
     return GroupResult(
         recipients=g.recipients,
         policy=g.policy,

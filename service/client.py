@@ -25,21 +25,29 @@ def envelope(
 
 
 def is_local_target(target: str) -> bool:
-    """True for a Unix socket or a loopback host: where a token in clear meets no network."""
-    from service.security_config import is_loopback
+    """True for a Unix socket or loopback hosts only: where a token in clear meets no network.
 
+    ``ipv4:a:1,b:2`` (and ``ipv6:``) lists several addresses that gRPC balances over, so every
+    one must be loopback: the first alone deciding sent the token in clear to the others (issue 16).
+    """
     if target.startswith(("unix:", "unix-abstract:")):
         return True
     rest = target
     for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
         rest = rest.removeprefix(scheme)
-    rest = rest.split(",")[0]  # ipv4:a:1,b:2 lists several: the first decides
-    if rest.startswith("["):
-        host = rest[1 : rest.find("]")]
-    elif rest.count(":") == 1:
-        host = rest.partition(":")[0]
+    return all(_is_loopback_address(address) for address in rest.split(","))
+
+
+def _is_loopback_address(address: str) -> bool:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address on loopback (an empty one is not)."""
+    from service.security_config import is_loopback
+
+    if address.startswith("["):
+        host = address[1 : address.find("]")]
+    elif address.count(":") == 1:
+        host = address.partition(":")[0]
     else:
-        host = rest  # no port, or a bare IPv6 address
+        host = address  # no port, or a bare IPv6 address
     return is_loopback(host)
 
 

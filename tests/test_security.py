@@ -393,6 +393,21 @@ def test_clients_never_send_a_token_in_clear_over_a_network(tmp_path: Path) -> N
         SpamGateClient("127.0.0.1:50051", token_file=token)
 
 
+def test_a_target_listing_several_addresses_is_local_only_if_every_one_is(tmp_path: Path) -> None:
+    """gRPC's ipv4:/ipv6: targets list addresses and balance over them: one remote is a network path."""
+    assert is_local_target("ipv4:127.0.0.1:1,127.0.0.2:2") and is_local_target("ipv6:[::1]:1,[::1]:2")
+    for target in (
+        "ipv4:127.0.0.1:1,10.0.0.5:50051",
+        "ipv4:10.0.0.5:50051,127.0.0.1:1",
+        "ipv6:[::1]:1,[2001:db8::5]:50051",
+        "ipv4:127.0.0.1:1,",  # an empty entry is no loopback address
+    ):
+        assert not is_local_target(target), target
+    token = _token_file(tmp_path, "tok", CLIENT_TOKEN)
+    with pytest.raises(ValueError, match="in clear"):
+        SpamGateClient("ipv4:127.0.0.1:1,10.0.0.5:50051", token_file=token)
+
+
 def test_anonymous_switches(tmp_path: Path) -> None:
     tokens = _tokens(tmp_path, f"client {CLIENT_TOKEN}\n")
     running = _start(

@@ -4,8 +4,9 @@ Paths tell an outsider how the host is laid out (user names, where the training
 mail and the policy live). Removed: ``PolicyInfo.source`` (the policy file),
 the manifest's ``training.command`` (the training command line: corpus and data
 folders) and, in every other string of the manifest and in the policy's reload
-errors, each absolute path is cut to its last component (``/etc/spamgate/policy.toml:3:
-…`` becomes ``policy.toml:3: …``, still enough to find the line).
+errors, each path (absolute, in a home, relative from ./ or ../, a file: URL) is
+cut to its last component (``/etc/spamgate/policy.toml:3: …`` becomes
+``policy.toml:3: …``, still enough to find the line).
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ from typing import Any
 
 from service.proto_gen import spamgate_pb2 as pb
 
-# An absolute (or ~/) POSIX path not inside a word or URL ("spamgate-model/1" and
-# "https://host/x" are not paths); ":" ends it, as in "file:line".
-_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s/:'\",;=]+/)*([^\s/:'\",;=]*)")
+# A POSIX path not inside a word or another URL ("spamgate-model/1", "v1.2/3" and "https://host/x"
+# are not paths): absolute, in a home (~/, ~user/), relative from ./ or ../ (a training command's
+# "--data ../../home/bob" names a user as surely as "/home/bob"), or a file: URL (file:///p,
+# file://host/p, file:/p). ":" ends it, as in "file:line".
+_PATH = re.compile(
+    r"(?:(?i:\bfile:)(?://[^\s/]*)?"
+    r"|(?<![\w.:/~-])(?:~[\w.-]*|\.\.?(?:/\.\.?)*)?)"
+    r"/(?:[^\s/:'\",;=]+/)*([^\s/:'\",;=]*)"
+)
 
 
 def scrub_paths(text: str) -> str:
-    """``text`` with every absolute path replaced by its last component."""
+    """``text`` with every path (absolute, ~, ~user, ./, ../, file: URL) replaced by its last component."""
     return _PATH.sub(lambda m: m.group(1), text)
 
 

@@ -530,6 +530,13 @@ def test_scrub_paths() -> None:
     assert scrub_paths("/etc/spamgate/policy.toml:3: block: bad") == "policy.toml:3: block: bad"
     assert scrub_paths("python -m x --data /work/data --out ~/models/") == "python -m x --data data --out "
     assert scrub_paths("spamgate-model/1 https://host/a/b") == "spamgate-model/1 https://host/a/b"
+    # file: URLs, another user's home, relative paths climbing out (issue 16: these passed through)
+    assert scrub_paths("corpus file:///home/alice/data, ok") == "corpus data, ok"
+    assert scrub_paths("FILE://server/share/mail:2") == "mail:2"
+    assert scrub_paths("file:/home/alice/x") == "x"
+    assert scrub_paths("see ~alice/mail and ~/spam") == "see mail and spam"
+    assert scrub_paths("--data ../../home/bob/corpus --out ./models") == "--data corpus --out models"
+    assert scrub_paths("v1.2/3 a..b 1/2 spamgate-index/2") == "v1.2/3 a..b 1/2 spamgate-index/2"
     manifest = json.dumps({"training": {"command": "train /srv/x", "corpora": [{"name": "/srv/c/ham"}]}})
     assert json.loads(public_manifest_json(manifest)) == {
         "training": {"command": "", "corpora": [{"name": "ham"}]}

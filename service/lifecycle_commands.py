@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from model.artifact import ArtifactError, load_artifact
 
 DEFAULT_REGISTRY = Path("models")
 _DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # service.shipping.DEFAULT_MAX_BYTES (not imported: cheap CLI start)
+_DEFAULT_TIMEOUT = 600.0  # service.shipping.DEFAULT_TIMEOUT
+_DEFAULT_MIN_RATE = 64 * 1024  # service.shipping.DEFAULT_MIN_RATE
 EX_CONFIG = 78  # as service.config.EX_CONFIG
 
 
@@ -22,6 +25,17 @@ def _byte_count(text: str) -> int:
     if not digits.isdigit() or int(digits) < 1:
         raise argparse.ArgumentTypeError(f"not a positive byte count: {text!r}")
     return int(digits) * scale
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def add_parsers(sub: Any) -> None:
@@ -104,6 +118,20 @@ def add_parsers(sub: Any) -> None:
         default=_DEFAULT_MAX_BYTES,
         metavar="N[K|M|G]",
         help="refuse a pull writing more than this in all (default 512M)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=_DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="abandon the pull (nothing kept) when it is not done in this time (default 600)",
+    )
+    p.add_argument(
+        "--min-rate",
+        type=_byte_count,
+        default=_DEFAULT_MIN_RATE,
+        metavar="N[K|M|G]",
+        help="abandon a file not done within 30 s + its size at this many bytes/s (default 64K)",
     )
     p.set_defaults(func=cmd_pull)
 
@@ -369,7 +397,15 @@ def cmd_pull(args: argparse.Namespace) -> int:
         return EX_CONFIG
     r = _registry(args, key)
     try:
-        result = pull(args.source, r, key, allow_unsigned=args.allow_unsigned, max_bytes=args.max_bytes)
+        result = pull(
+            args.source,
+            r,
+            key,
+            allow_unsigned=args.allow_unsigned,
+            max_bytes=args.max_bytes,
+            timeout=args.timeout,
+            min_rate=args.min_rate,
+        )
         if args.activate == "auto" and result.current and result.current != r.active():
             r.activate(result.current)  # verified again (signature by the key) on the way
     except (ShippingError, RegistryError, ArtifactError, OSError) as exc:

@@ -19,13 +19,20 @@ version must equal the index name) and its signature is checked before the
 large files are fetched. Only when every new version has verified (artifact
 checksums, signature) are they renamed into place: a pull that fails leaves
 nothing behind.
+
+Every read has a deadline (``_Clock``): the whole pull must be done within
+``timeout`` seconds, and each file within 30 s plus its size at ``min_rate``
+bytes/s, so a server that drips bytes cannot hold a pull (and the cron job or
+timer running it) forever.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,7 @@ from model import atomic
 from model.artifact import MANIFEST, ArtifactError, load_artifact
 from model.signing import SIGNATURE, SignatureError, sign_artifact, verify_artifact
 from service import ship_index
-from service.download import FetchError, fetch_bytes, fetch_file, location
+from service.download import Deadline, FetchError, fetch_bytes, fetch_file, location
 from service.model_registry import ModelRegistry, RegistryError, version_problem
 from service.ship_index import INDEX, INDEX_SIGNATURE, BadIndex, FileEntry, Index
 
@@ -45,6 +52,12 @@ INDEX_MAX_BYTES = 1024 * 1024  # ~4,000 versions at ~250 bytes each: far beyond 
 SIGNATURE_MAX_BYTES = 1024  # a base64 Ed25519 signature is 89 bytes
 MANIFEST_MAX_BYTES = 4 * 1024 * 1024  # the bundled model's manifest is 26 KB
 FILE_MAX_BYTES = 512 * 1024 * 1024  # what load_artifact accepts for one file
+# --timeout: a whole pull of the default 512 MiB cap then needs ~0.9 MB/s; the bundled model (2.3 MB)
+# takes well under a second on a LAN. --min-rate: each file gets GRACE_SECONDS (a first byte may take
+# as long as the socket timeout) plus its size at this rate: 30 + 36 s for the bundled model's weights.
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_MIN_RATE = 64 * 1024
+GRACE_SECONDS = 30.0
 
 
 class ShippingError(ValueError):
@@ -196,11 +209,14 @@ def pull(
     *,
     allow_unsigned: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT,
+    min_rate: int = DEFAULT_MIN_RATE,
 ) -> PullResult:
     """Fetch every version the index offers and the registry lacks (all or none of them).
 
     With ``public_key`` the index and every artifact must carry its signature. Without one, an
-    http:// source or a legacy index is refused unless ``allow_unsigned``.
+    http:// source or a legacy index is refused unless ``allow_unsigned``. The pull is abandoned
+    after ``timeout`` seconds, and a file arriving slower than ``min_rate`` bytes/s (``_Clock``).
     """
     if public_key is not None and allow_unsigned:
         raise ShippingError("a public key and allow-unsigned exclude each other")
@@ -209,9 +225,12 @@ def pull(
         raise ShippingError(refusal)
     if max_bytes < 1:
         raise ShippingError(f"max bytes must be positive, not {max_bytes}")
+    if not (math.isfinite(timeout) and timeout > 0) or min_rate < 1:
+        raise ShippingError(f"timeout and min rate must be positive, not {timeout} s and {min_rate} bytes/s")
+    clock = _Clock(timeout, min_rate)
     where = location(source, INDEX)
     try:
-        raw = fetch_bytes(source, INDEX, INDEX_MAX_BYTES)
+        raw = fetch_bytes(source, INDEX, INDEX_MAX_BYTES, clock.deadline(INDEX_MAX_BYTES))
         index = ship_index.parse(raw, where)
         if index.legacy and not allow_unsigned:
             raise ShippingError(
@@ -220,14 +239,16 @@ def pull(
             )
         if public_key is not None:
             try:
-                sig = fetch_bytes(source, INDEX_SIGNATURE, SIGNATURE_MAX_BYTES)
+                sig = fetch_bytes(
+                    source, INDEX_SIGNATURE, SIGNATURE_MAX_BYTES, clock.deadline(SIGNATURE_MAX_BYTES)
+                )
             except FetchError as exc:
                 raise ShippingError(f"{where}: unsigned index, or its signature unreadable ({exc})") from exc
             ship_index.verify(raw, sig, public_key, where)
         have = set(registry.versions())
         todo = [v for v in sorted(index.versions) if v not in have]
         _check_sizes(index, todo, max_bytes)
-        new = _fetch_all(source, index, todo, registry, public_key, _Budget(max_bytes))
+        new = _fetch_all(source, index, todo, registry, public_key, _Budget(max_bytes), clock)
     except (FetchError, BadIndex, ArtifactError, RegistryError) as exc:
         raise ShippingError(str(exc)) from exc
     withdrawn_here = sorted(index.withdrawn & set(registry.versions()))
@@ -245,6 +266,29 @@ class _Budget:
         self.left -= n
         if self.left < 0:
             raise ShippingError(f"{where}: the pull went over {self.total} bytes (--max-bytes); abandoned")
+
+
+class _Clock:
+    """Deadlines of one pull: all of it by ``timeout`` s from now, each file by its own.
+
+    A file's own deadline is ``GRACE_SECONDS`` plus its size (the index's, else its cap) at
+    ``min_rate``: a server dripping bytes is given up on within a minute for a small file rather
+    than at the end of the whole pull's time.
+    """
+
+    def __init__(self, timeout: float, min_rate: int) -> None:
+        self.timeout = timeout
+        self.min_rate = min_rate
+        self.end = time.monotonic() + timeout
+
+    def deadline(self, size: int) -> Deadline:
+        own = time.monotonic() + GRACE_SECONDS + size / self.min_rate
+        if own < self.end:
+            return Deadline(
+                own,
+                f"its deadline at --min-rate {self.min_rate} bytes/s ({GRACE_SECONDS:g} s + {size} bytes)",
+            )
+        return Deadline(self.end, f"the pull's --timeout of {self.timeout:g} s")
 
 
 def _check_sizes(index: Index, todo: list[str], max_bytes: int) -> None:
@@ -273,6 +317,7 @@ def _fetch_all(
     registry: ModelRegistry,
     key: Ed25519PublicKey | None,
     budget: _Budget,
+    clock: _Clock,
 ) -> list[str]:
     if not todo:
         return []
@@ -283,7 +328,7 @@ def _fetch_all(
             # Staged inside the registry: the final rename stays on one file system (atomic).
             tmp = Path(tempfile.mkdtemp(prefix=".pull-", dir=registry.root))
             staged.append((tmp, v))
-            _stage(source, v, index.versions[v], tmp, key, budget)
+            _stage(source, v, index.versions[v], tmp, key, budget, clock)
         return registry.install_all(staged)
     finally:
         for tmp, _ in staged:
@@ -297,12 +342,14 @@ def _stage(
     tmp: Path,
     key: Ed25519PublicKey | None,
     budget: _Budget,
+    clock: _Clock,
 ) -> None:
     """Fetch one version into ``tmp``: manifest, signature (checked), then the files it lists."""
 
     def get(name: str, want: FileEntry | None, cap: int) -> None:
         rel = f"{version}/{name}"
-        size, digest = fetch_file(source, rel, tmp / name, cap if want is None else want.size)
+        limit = cap if want is None else want.size
+        size, digest = fetch_file(source, rel, tmp / name, limit, clock.deadline(limit))
         budget.spend(size, location(source, rel))
         if want is not None and (size, digest) != (want.size, want.sha256):
             raise ShippingError(

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -560,3 +561,90 @@ def test_a_manifest_edited_after_publishing_is_caught_without_a_key(
     (signed / INDEX).write_text(json.dumps(doc))
     with pytest.raises(ShippingError, match="signature does not match"):
         pull(str(signed), ModelRegistry(gw), load_public_key(keys[1]))
+
+
+# 9. a server dripping bytes cannot hold a pull forever
+
+
+@dataclass
+class Drip:
+    """A static HTTP server on 127.0.0.1 over ``root`` that sends ``slow`` files a byte every 50 ms."""
+
+    root: Path
+    url: str
+    slow: set[str] = field(default_factory=set)
+
+
+@pytest.fixture()
+def drip(tmp_path: Path) -> Iterator[Drip]:
+    root = tmp_path / "drip"
+    (root / "dist").mkdir(parents=True)
+    site = Drip(root / "dist", "")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, directory=str(root), **k)  # type: ignore[arg-type]
+
+        def do_GET(self) -> None:
+            if self.path.removeprefix("/dist/") not in site.slow:
+                super().do_GET()
+                return
+            body = (root / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for byte in body[:200]:  # bounded: at most 10 s, and over as soon as the client leaves
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    site.url = f"http://127.0.0.1:{httpd.server_address[1]}/dist/"
+    yield site
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_dripping_server_is_given_up_at_the_pulls_timeout(
+    tmp_path: Path, small_model: Artifact, drip: Drip, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(version(small_model, tmp_path, "v1"), drip.root)
+    drip.slow = {"v1/weights.npz"}  # 1 byte per 50 ms: every read answered well within 30 s
+    gw = tmp_path / "gw"
+    start = time.monotonic()
+    with pytest.raises(ShippingError, match="not done by the pull's --timeout of 1 s; abandoned"):
+        pull(drip.url, ModelRegistry(gw), allow_unsigned=True, timeout=1.0)
+    assert time.monotonic() - start < 5
+    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+    # the command line: one line, exit 1; a silent index read (headers, no body) is bounded the same way
+    drip.slow = {"index.json"}
+    start = time.monotonic()
+    assert cli_pull(drip.url, gw, "--allow-unsigned", "--timeout", "0.5") == 1
+    assert "index.json" in one_line_error(capsys) and time.monotonic() - start < 5
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main(["models", "pull", "--from", drip.url, "--registry", str(gw), "--timeout", "0"])
+    assert "not a positive number of seconds: '0'" in capsys.readouterr().err
+
+
+def test_a_file_slower_than_the_minimum_rate_is_given_up_before_the_timeout(
+    tmp_path: Path, small_model: Artifact, drip: Drip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import shipping
+
+    monkeypatch.setattr(shipping, "GRACE_SECONDS", 0.5)
+    publish(version(small_model, tmp_path, "v1"), drip.root)
+    drip.slow = {"v1/manifest.json"}
+    gw = tmp_path / "gw"
+    start = time.monotonic()
+    with pytest.raises(ShippingError, match="not done by its deadline at --min-rate 1048576 bytes/s"):
+        pull(drip.url, ModelRegistry(gw), allow_unsigned=True, timeout=60, min_rate=1 << 20)
+    assert time.monotonic() - start < 5
+    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []

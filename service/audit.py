@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -130,8 +131,14 @@ class AuditLog:
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         try:
             with self._lock:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                # O_NOFOLLOW: a symlink planted in the log's folder must not point the appends
+                # at another file (issue 16 review); and only a regular file is an audit log.
+                fd = os.open(
+                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+                )
                 try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise OSError(f"{self.path} is not a regular file")
                     os.write(fd, line)
                     os.fsync(fd)
                 finally:

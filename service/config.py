@@ -26,7 +26,9 @@ admin fixes a config in one pass instead of one restart per typo.
     recent_verdicts = 1000      # verdicts kept for reports by verdict_id
     recent_verdict_bytes = 67108864  # and at most this many message bytes in all
     reports_per_minute = 60     # reports a minute per reporter (principal, or anonymous peer address)
-    max_store_bytes = 1073741824  # message bytes the store keeps; new messages refused beyond
+    max_store_bytes = 1073741824  # bytes the store keeps (messages and report rows); refused beyond
+    max_reporter_bytes = 0      # message bytes one untrusted reporter may add (0: max_store_bytes / 4)
+    anonymous_reports_per_minute = 240  # all anonymous callers together (each network: reports_per_minute)
     [limits]                    # what the parser scans (see model.limits.ParseLimits), and:
     max_bytes = 524288
     cpu_budget_ms = 500         # CPU one message may cost; over it: reason CPU_BUDGET (0: no budget)
@@ -129,6 +131,8 @@ class FeedbackSection:
     # the most message bytes the store keeps (issue 16: service.report_rate, service.feedback).
     reports_per_minute: int = 60
     max_store_bytes: int = 1 << 30
+    max_reporter_bytes: int = 0  # message bytes one untrusted reporter may add; 0: max_store_bytes / 4
+    anonymous_reports_per_minute: int = 240  # all anonymous reporters together
 
 
 @dataclass(frozen=True)
@@ -324,7 +328,9 @@ def validate(cfg: Config) -> list[str]:
         errors.append(
             f"[feedback] recent_verdict_bytes must be >= 0, got {cfg.feedback.recent_verdict_bytes}"
         )
-    for key in ("reports_per_minute", "max_store_bytes"):
+    if cfg.feedback.max_reporter_bytes < 0:
+        errors.append(f"[feedback] max_reporter_bytes must be >= 0, got {cfg.feedback.max_reporter_bytes}")
+    for key in ("reports_per_minute", "max_store_bytes", "anonymous_reports_per_minute"):
         if getattr(cfg.feedback, key) <= 0:
             errors.append(f"[feedback] {key} must be > 0, got {getattr(cfg.feedback, key)}")
     if cfg.policy.file:

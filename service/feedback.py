@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -59,6 +60,29 @@ DEFAULT_MAX_STORE_BYTES = 1 << 30
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
 
 
+# What a report row costs in the store's byte budget: its variable fields plus a fixed allowance
+# for the row's id, label, time and SQLite's overhead.
+_ROW_OVERHEAD = 96
+_ROW_BYTES = (
+    f"LENGTH(verdict) + LENGTH(CAST(claim AS BLOB)) + LENGTH(CAST(reporter AS BLOB)) + {_ROW_OVERHEAD}"
+)
+# The verdict fields a report keeps: what the model said, not the whole verdict (a cached verdict
+# with 1,000 long recipients was ~550 KB, stored again in every report row: issue 16 review).
+_SUMMARY_KEYS = ("spam_probability", "action", "model_version", "policy_version", "verdict_id", "scanned")
+
+
+def verdict_summary(verdict: dict[str, Any]) -> dict[str, Any]:
+    """The few verdict fields a report row keeps (strings capped at 200 characters)."""
+    out: dict[str, Any] = {}
+    for key in _SUMMARY_KEYS:
+        value = verdict.get(key)
+        if isinstance(value, str):
+            out[key] = value[:200]
+        elif isinstance(value, bool | int | float):
+            out[key] = value
+    return out
+
+
 class StoreFull(Exception):
     """The store holds ``max_store_bytes`` of messages: a new message is refused, not stored."""
 
@@ -80,28 +104,51 @@ class FeedbackStore:
         path: Path | str,
         max_store_bytes: int = DEFAULT_MAX_STORE_BYTES,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_reporter_bytes: int = 0,
     ) -> None:
-        if max_store_bytes <= 0 or max_message_bytes <= 0:
-            raise ValueError("max_store_bytes and max_message_bytes must be > 0")
+        if max_store_bytes <= 0 or max_message_bytes <= 0 or max_reporter_bytes < 0:
+            raise ValueError("max_store_bytes and max_message_bytes must be > 0, max_reporter_bytes >= 0")
         self.path = Path(path)
         self.max_store_bytes = max_store_bytes
         self.max_message_bytes = max_message_bytes
+        # One untrusted reporter may fill at most this much of the store (0: a quarter of it), so a
+        # single token cannot make every later report RESOURCE_EXHAUSTED (issue 16 review: 60
+        # reports a minute of 512 KiB fill 1 GiB in 34 minutes).
+        self.max_reporter_bytes = max_reporter_bytes or max_store_bytes // 4
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(reports)").fetchall()}
-        for name, decl in _ADDED_COLUMNS.items():
-            if name not in have:
-                self._db.execute(f"ALTER TABLE reports ADD COLUMN {name} {decl}")
-        total = self._db.execute("SELECT COALESCE(SUM(LENGTH(raw)), 0) FROM messages").fetchone()[0]
-        self._bytes = int(total)
+        # Reported mail is users' mail: the database and its WAL/SHM files are the service's alone
+        # (they were 0644). The umask covers the files SQLite creates now; chmod the ones that exist.
+        old_umask = os.umask(0o077)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(reports)").fetchall()}
+            for name, decl in _ADDED_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE reports ADD COLUMN {name} {decl}")
+            mcols = {r[1] for r in self._db.execute("PRAGMA table_info(messages)").fetchall()}
+            if "added_by" not in mcols:
+                self._db.execute("ALTER TABLE messages ADD COLUMN added_by TEXT NOT NULL DEFAULT ''")
+        finally:
+            os.umask(old_umask)
+        for suffix in ("", "-wal", "-shm"):
+            f = Path(str(self.path) + suffix)
+            if f.is_file() and not f.is_symlink():
+                f.chmod(0o600)
+        db = self._db
+        self._bytes = int(db.execute("SELECT COALESCE(SUM(LENGTH(raw)), 0) FROM messages").fetchone()[0])
+        self._bytes += int(db.execute(f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM reports").fetchone()[0])
+        self._by_reporter: dict[str, int] = {
+            str(who): int(n)
+            for who, n in db.execute("SELECT added_by, SUM(LENGTH(raw)) FROM messages GROUP BY added_by")
+        }
         self._lock = threading.Lock()
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes of stored messages (what ``max_store_bytes`` bounds)."""
+        """Bytes of stored messages and report rows (what ``max_store_bytes`` bounds)."""
         return self._bytes
 
     def add(
@@ -117,8 +164,13 @@ class FeedbackStore:
 
         reporter: who reported, as the server authenticated them; role: their role
         (``service.access``), None when anonymous; claim: the reporter name the
-        request gave, kept for the admin, never trusted. Raises ``StoreFull`` for a
-        new message that would take the store past ``max_store_bytes``.
+        request gave, kept for the admin, never trusted. Raises ``StoreFull`` when
+        the report would take the store past ``max_store_bytes``, or a new message
+        would take an untrusted reporter past ``max_reporter_bytes``.
+
+        A reporter has one standing report per message: reporting it again replaces
+        their earlier row (a reporter flipping a label back and forth grew the store
+        by a row each time), and the same label again is a no-op.
         """
         if label not in ("spam", "ham"):
             raise ValueError(f"label must be 'spam' or 'ham', got {label!r}")
@@ -126,40 +178,55 @@ class FeedbackStore:
             raise ValueError("empty message")
         digest = hashlib.sha256(raw).hexdigest()  # of the whole message: the verdict_id clients know
         kept = raw[: self.max_message_bytes]
+        summary = json.dumps(verdict_summary(verdict or {}), sort_keys=True)
+        row_bytes = len(summary) + len(claim.encode()) + len(reporter.encode()) + _ROW_OVERHEAD
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 known = cur.execute("SELECT 1 FROM messages WHERE sha256 = ?", (digest,)).fetchone()
-                if known is None:
-                    if self._bytes + len(kept) > self.max_store_bytes:
-                        raise StoreFull(
-                            f"the feedback store holds {self._bytes} bytes of messages; the limit is "
-                            f"{self.max_store_bytes} ([feedback] max_store_bytes)"
-                        )
-                    cur.execute(
-                        "INSERT INTO messages(sha256, raw, first_seen) VALUES (?, ?, ?)", (digest, kept, now)
-                    )
-                last = cur.execute(
-                    "SELECT id, label, reporter, role FROM reports WHERE sha256 = ? ORDER BY id DESC LIMIT 1",
-                    (digest,),
-                ).fetchone()
-                if last is not None and last[1] == label and last[2] == reporter and last[3] == role:
+                mine = cur.execute(
+                    f"SELECT id, label, role, {_ROW_BYTES} FROM reports WHERE sha256 = ? AND reporter = ?"
+                    " ORDER BY id DESC",
+                    (digest, reporter),
+                ).fetchall()
+                if mine and mine[0][1] == label and mine[0][2] == role:
                     cur.execute("COMMIT")
-                    return StoredReport(digest, True, int(last[0]))
+                    return StoredReport(digest, True, int(mine[0][0]))
+                freed = sum(int(r[3]) for r in mine)
+                grow = row_bytes - freed + (0 if known else len(kept))
+                if self._bytes + grow > self.max_store_bytes:
+                    raise StoreFull(
+                        f"the feedback store holds {self._bytes} bytes; the limit is "
+                        f"{self.max_store_bytes} ([feedback] max_store_bytes)"
+                    )
+                quota = role != "admin" and not known
+                if quota and self._by_reporter.get(reporter, 0) + len(kept) > self.max_reporter_bytes:
+                    raise StoreFull(
+                        f"{reporter} has stored {self._by_reporter.get(reporter, 0)} bytes of messages; the "
+                        f"limit per reporter is {self.max_reporter_bytes} ([feedback] max_reporter_bytes)"
+                    )
+                if not known:
+                    cur.execute(
+                        "INSERT INTO messages(sha256, raw, first_seen, added_by) VALUES (?, ?, ?, ?)",
+                        (digest, kept, now, reporter),
+                    )
+                if mine:
+                    cur.execute("DELETE FROM reports WHERE sha256 = ? AND reporter = ?", (digest, reporter))
                 cur.execute(
                     "INSERT INTO reports(sha256, label, reporter, reported_at, verdict, role, claim) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (digest, label, reporter, now, json.dumps(verdict or {}), role, claim),
+                    (digest, label, reporter, now, summary, role, claim),
                 )
-                if known is None:
-                    self._bytes += len(kept)
                 rid = int(cur.lastrowid or 0)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            self._bytes += grow
+            if not known:
+                self._by_reporter[reporter] = self._by_reporter.get(reporter, 0) + len(kept)
         return StoredReport(digest, False, rid)
 
     def history(self, sha256: str) -> list[dict[str, Any]]:

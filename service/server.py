@@ -36,7 +36,7 @@ from service.policy_file import PolicyHolder, ReloadResult
 from service.proto_gen import spamgate_pb2 as pb
 from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
-from service.report_rate import ReportRateLimiter, peer_host
+from service.report_rate import ReportRateLimiter, peer_network
 from service.scoring_pool import ScoringPool
 from service.streams import StreamGuard, StreamLimits
 from service.tls import ReloadingCertificates, server_credentials
@@ -275,6 +275,7 @@ class Engine:
         pool: ScoringPool | None = None,
         max_inflight_bytes: int = 0,
         report_rate: ReportRateLimiter | None = None,
+        anonymous_rate: ReportRateLimiter | None = None,
     ) -> None:
         self.holder = holder
         self.policies = policies
@@ -282,6 +283,7 @@ class Engine:
         self.metrics = metrics or ServiceMetrics()
         self.feedback = feedback
         self.report_rate = report_rate or ReportRateLimiter()
+        self.anonymous_rate = anonymous_rate or ReportRateLimiter(240)
         # Not ``recent or …``: an empty cache has len 0 and is falsy, and was silently
         # replaced by a capacity-0 one (every report by verdict_id then got NOT_FOUND).
         self.recent = recent if recent is not None else RecentMessages(0)
@@ -450,7 +452,13 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
         # The reporter is who the server authenticated; the request's reporter is only a claim
         # (issue 16: a self-declared "admin@example.net" flipped an admin's label).
         who = caller() or Principal(None, "anonymous", context.peer())
-        reporter = who.identity if who.role is not None else f"anonymous@{peer_host(who.peer)}"
+        reporter = who.identity if who.role is not None else f"anonymous@{peer_network(who.peer)}"
+        if who.role is None and not self.engine.anonymous_rate.allow("anonymous"):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {self.engine.anonymous_rate.per_minute} anonymous reports a minute "
+                "([feedback] anonymous_reports_per_minute)",
+            )
         if not self.engine.report_rate.allow(reporter):
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -556,11 +564,17 @@ def start_server(
         cfg.server.max_message_bytes,
         metrics,
         feedback=(
-            FeedbackStore(cfg.feedback.db, cfg.feedback.max_store_bytes, ParseLimits(**cfg.limits).max_bytes)
+            FeedbackStore(
+                cfg.feedback.db,
+                cfg.feedback.max_store_bytes,
+                ParseLimits(**cfg.limits).max_bytes,
+                cfg.feedback.max_reporter_bytes,
+            )
             if cfg.feedback.db
             else None
         ),
         report_rate=ReportRateLimiter(cfg.feedback.reports_per_minute),
+        anonymous_rate=ReportRateLimiter(cfg.feedback.anonymous_reports_per_minute),
         recent=RecentMessages(
             cfg.feedback.recent_verdicts if cfg.feedback.db else 0, cfg.feedback.recent_verdict_bytes
         ),

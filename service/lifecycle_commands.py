@@ -15,6 +15,7 @@ DEFAULT_REGISTRY = Path("models")
 _DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # service.shipping.DEFAULT_MAX_BYTES (not imported: cheap CLI start)
 _DEFAULT_TIMEOUT = 600.0  # service.shipping.DEFAULT_TIMEOUT
 _DEFAULT_MIN_RATE = 64 * 1024  # service.shipping.DEFAULT_MIN_RATE
+_DEFAULT_VALID_DAYS = 30  # service.ship_index.DEFAULT_VALID_DAYS
 EX_CONFIG = 78  # as service.config.EX_CONFIG
 
 
@@ -36,6 +37,16 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return value
+
+
+def _valid_days(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--valid-days",
+        type=int,
+        default=_DEFAULT_VALID_DAYS,
+        metavar="DAYS",
+        help="gateways refuse the index this many days after it is written (default 30); publish before",
+    )
 
 
 def add_parsers(sub: Any) -> None:
@@ -91,12 +102,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--not-current", action="store_true", help="offer the version but leave the index's current as is"
     )
+    _valid_days(p)
     p.set_defaults(func=cmd_publish)
     p = ms.add_parser("withdraw", help="recall a published version: gateways never pull or auto-activate it")
     p.add_argument("version")
     p.add_argument("--to", type=Path, required=True, help="the distribution folder")
     p.add_argument("--key", type=Path, metavar="PREFIX", help="Ed25519 private key: sign the index")
     p.add_argument("--current", help="the version to mark current instead (default: the newest offered)")
+    _valid_days(p)
     p.set_defaults(func=cmd_withdraw)
     p = ms.add_parser("pull", help="fetch new versions from a distribution folder or HTTP(S) URL")
     reg(p)
@@ -352,7 +365,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not version:
         return _fail("models publish", ValueError("no version given and none active"))
     try:
-        publish(r.path(version), args.to, key, make_current=not args.not_current)
+        publish(r.path(version), args.to, key, make_current=not args.not_current, valid_days=args.valid_days)
     except (ArtifactError, ShippingError, OSError, ValueError) as exc:  # RegistryError: an invalid name
         return _fail("models publish", exc)
     signed = "signed index" if key is not None else "UNSIGNED index"
@@ -369,7 +382,7 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
         print(f"spamgate models withdraw: {exc}", file=sys.stderr)
         return EX_CONFIG
     try:
-        index = withdraw(args.to, args.version, key, args.current)
+        index = withdraw(args.to, args.version, key, args.current, args.valid_days)
     except (ArtifactError, ShippingError, OSError) as exc:
         return _fail("models withdraw", exc)
     print(f"withdrew {args.version}; current: {index.current or '-'}")
@@ -377,9 +390,10 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    """Exit 0 pulled (or nothing new), 1 the pull failed (nothing kept), 78 an unusable command line."""
+    """Exit 0 pulled (or nothing new), 1 the pull failed (nothing kept) or the version to activate was
+    withdrawn once (what was fetched is kept), 78 an unusable command line."""
     from service.model_registry import RegistryError
-    from service.shipping import ShippingError, plain_http_refusal, pull
+    from service.shipping import ShippingError, activation_refusal, plain_http_refusal, pull
 
     try:
         key = _public_key(args)
@@ -407,6 +421,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
             min_rate=args.min_rate,
         )
         if args.activate == "auto" and result.current and result.current != r.active():
+            refusal = activation_refusal(result, result.current)
+            if refusal is not None:
+                raise ShippingError(refusal)
             r.activate(result.current)  # verified again (signature by the key) on the way
     except (ShippingError, RegistryError, ArtifactError, OSError) as exc:
         print(f"spamgate models pull: {exc}", file=sys.stderr)

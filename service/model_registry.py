@@ -5,12 +5,14 @@
       20261130-020000-1c2d3e4f/
       ACTIVE                        the active version's name (replaced with rename(2): atomic)
       HISTORY                       one line per activation: ISO time, version (for rollback)
+      PULL_STATE                    what ``models pull`` has accepted: the publisher's last index
+                                    sequence, every version seen withdrawn (service.pull_state)
 
 Activation verifies the version first (checksums, feature version, the
 manifest's version equal to the folder name, and the signature when a public
 key is configured); a version that fails is never made active.
 
-Version names are strict (``VERSION_PATTERN``, never ``ACTIVE``/``HISTORY``):
+Version names are strict (``VERSION_PATTERN``, never ``ACTIVE``/``HISTORY``/``PULL_STATE``):
 a folder whose name does not match is ignored by every operation and shown as
 invalid by ``spamgate models list``. A version is only ever put in place by
 renaming a verified folder staged inside the registry (``install``).
@@ -31,12 +33,15 @@ from model.artifact import MANIFEST, Artifact, ArtifactError, load_artifact
 
 ACTIVE = "ACTIVE"
 HISTORY = "HISTORY"
+# Not dot-named like the temp folders: a leftover ".pull-…" is a failed pull's, this file is kept.
+PULL_STATE = "PULL_STATE"
+_OWN_FILES = (ACTIVE, HISTORY, PULL_STATE)
 # Letters, digits, '.', '_', '-'; no leading dot (temp folders are dot-named), at most 128 characters.
 # Trained versions look like 20261129-014045-b48ccbaa.
 VERSION_PATTERN = r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}"
 _VERSION = re.compile(VERSION_PATTERN)
 # Compared case-folded: on a case-insensitive file system "active" would be the pointer file.
-_RESERVED = frozenset({ACTIVE.casefold(), HISTORY.casefold()})
+_RESERVED = frozenset(name.casefold() for name in _OWN_FILES)
 
 
 class RegistryError(ValueError):
@@ -94,7 +99,7 @@ class ModelRegistry:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith("."):
                 continue
-            if p.name in (ACTIVE, HISTORY):
+            if p.name in _OWN_FILES:
                 if p.is_symlink() or not p.is_file():
                     out.append((p.name, "should be a plain file (the registry's own); remove it"))
                 elif p.name == ACTIVE and self.active() is None:

@@ -4,6 +4,8 @@
 
     {"format": "spamgate-index/2",
      "published": "2026-11-30T02:00:00+00:00",
+     "sequence": 42,                                  # +1 at every publish and withdraw
+     "expires": "2026-12-30T02:00:00+00:00",          # gateways refuse the index after this (UTC)
      "current": "20261130-020000-1c2d3e4f",          # what gateways with --activate auto run
      "withdrawn": ["20261129-014045-b48ccbaa"],      # recalled: never pulled, never auto-activated
      "versions": {"20261130-020000-1c2d3e4f":
@@ -17,6 +19,14 @@ manifest). The index gives every file's size, so a gateway caps each
 download before it starts, and the manifest's sha256, so a manifest edited
 after publishing is caught even without a key.
 
+``sequence`` and ``expires`` stop a replay (TUF's lessons; issue 16): a mirror
+or an attacker serving an older signed index, say one from before a version
+was withdrawn, offers the publisher's own valid signature. A gateway keeps the
+highest sequence it accepted and refuses a lower one, and refuses an index past
+its expiry, so a frozen copy goes stale within ``--valid-days``. A signed index
+must carry both (``service.shipping.pull``); indexes written before they
+existed parse without them (None) and are pulled unsigned only.
+
 ``versions`` is an object keyed by version name: a gateway of an earlier
 release iterates it as a list of names and keeps working. Such a release's
 own index (``{"versions": ["v1", …]}``) still parses, as a *legacy* index
@@ -29,7 +39,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +56,8 @@ FORMAT = "spamgate-index/2"
 # A plain file name inside a version folder: same alphabet as version names, never dot-leading.
 _FILE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+DEFAULT_VALID_DAYS = 30  # --valid-days: a publisher re-publishing monthly, or more often, never lapses
+MAX_VALID_DAYS = 3650  # beyond ten years an expiry stops a replay in name only
 
 
 class BadIndex(ValueError):
@@ -66,6 +78,15 @@ class Index:
     current: str | None = None
     withdrawn: frozenset[str] = field(default_factory=frozenset)
     legacy: bool = False
+    sequence: int | None = None  # None: written before indexes were numbered
+    expires: datetime | None = None  # UTC; None as for ``sequence``
+
+
+def expiry(valid_days: int) -> datetime:
+    """When an index published now with ``--valid-days`` stops being accepted."""
+    if not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise BadIndex(f"valid days must be 1 to {MAX_VALID_DAYS}, not {valid_days}")
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=valid_days)
 
 
 def file_problem(name: object) -> str | None:
@@ -91,7 +112,7 @@ def dumps(index: Index) -> bytes:
     """The bytes of ``index.json`` (the signed bytes: written and served exactly as returned)."""
     if index.legacy:
         raise BadIndex("a legacy index is never written")
-    doc = {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "published": datetime.now(UTC).isoformat(timespec="seconds"),
         "current": index.current,
@@ -101,6 +122,10 @@ def dumps(index: Index) -> bytes:
             for v, files in sorted(index.versions.items())
         },
     }
+    if index.sequence is not None:
+        doc["sequence"] = index.sequence
+    if index.expires is not None:
+        doc["expires"] = index.expires.astimezone(UTC).isoformat(timespec="seconds")
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -131,7 +156,29 @@ def parse(raw: bytes, where: str) -> Index:
     current = doc.get("current")
     if current is not None and current not in parsed:
         raise BadIndex(f"{where}: current version {current!r} is not among the versions offered")
-    return Index(parsed, current, gone)
+    return Index(parsed, current, gone, sequence=_sequence(doc, where), expires=_expires(doc, where))
+
+
+def _sequence(doc: dict[str, Any], where: str) -> int | None:
+    value = doc.get("sequence")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadIndex(f"{where}: 'sequence' is not a non-negative integer: {value!r}")
+    return value
+
+
+def _expires(doc: dict[str, Any], where: str) -> datetime | None:
+    value = doc.get("expires")
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise BadIndex(f"{where}: 'expires' is not an ISO 8601 time with its UTC offset: {value!r}")
+    return when.astimezone(UTC)
 
 
 def _version(name: object, where: str) -> str:

@@ -11,7 +11,11 @@ HTTP(S) server):
     <version>/<every file the manifest lists>
 
 ``pull`` reads the index first (at most 1 MiB) and, given a public key,
-checks its signature before anything else. It then refuses the pull if the
+checks its signature before anything else; a signed index must carry a
+sequence number and an expiry, and one numbered lower than the last this
+registry accepted, or expired, is refused (``service.pull_state``: an old
+signed index replayed by a mirror cannot bring back a withdrawn version, and a
+version once seen withdrawn is never activated by a pull). It then refuses the pull if the
 new versions add up to more than ``max_bytes``, and streams each file into a
 folder staged inside the registry with the index's size as its cap, checking
 its sha256 against the index; per version the manifest comes first (its
@@ -34,6 +38,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +47,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from model import atomic
 from model.artifact import MANIFEST, ArtifactError, load_artifact
 from model.signing import SIGNATURE, SignatureError, sign_artifact, verify_artifact
-from service import ship_index
+from service import pull_state, ship_index
 from service.download import Deadline, FetchError, fetch_bytes, fetch_file, location
 from service.model_registry import ModelRegistry, RegistryError, version_problem
-from service.ship_index import INDEX, INDEX_SIGNATURE, BadIndex, FileEntry, Index
+from service.pull_state import PullStateError
+from service.ship_index import DEFAULT_VALID_DAYS, INDEX, INDEX_SIGNATURE, BadIndex, FileEntry, Index
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # all files of one pull together (--max-bytes)
 INDEX_MAX_BYTES = 1024 * 1024  # ~4,000 versions at ~250 bytes each: far beyond any real index
@@ -70,21 +76,40 @@ class PullResult:
 
     new: list[str]  # versions added to the registry, oldest first
     current: str | None  # the version the publisher marks current (None: none marked, or a legacy index)
-    withdrawn_here: list[str]  # versions in the registry that the publisher has withdrawn
+    withdrawn_here: list[str]  # versions in the registry that the publisher has withdrawn (now or before)
     signed: bool  # the index's signature was checked against a public key
+    seen_withdrawn: frozenset[str] = frozenset()  # every version this registry has seen withdrawn
+
+
+def activation_refusal(result: PullResult, version: str) -> str | None:
+    """Why a pull must not activate ``version``, or None: once withdrawn, never again by a pull."""
+    if version not in result.seen_withdrawn:
+        return None
+    return (
+        f"{version} was withdrawn by the publisher in an index accepted earlier; never activated by a pull "
+        f"(spamgate models activate {version}, by hand, if it is meant)"
+    )
 
 
 def publish(
-    version_dir: Path, dest: Path, key: Ed25519PrivateKey | None = None, make_current: bool = True
+    version_dir: Path,
+    dest: Path,
+    key: Ed25519PrivateKey | None = None,
+    make_current: bool = True,
+    valid_days: int = DEFAULT_VALID_DAYS,
 ) -> str:
     """Copy a verified version into a distribution folder and rewrite the index (signed with ``key``).
 
     The version becomes ``current`` unless ``make_current`` is False (publishing an older version
-    again moves ``current`` back: a recall); publishing a withdrawn version offers it again. With a
-    key, the published copy of an unsigned version is signed, and one signed by another key refused.
+    again moves ``current`` back: a recall); publishing a withdrawn version offers it again (gateways
+    that saw it withdrawn fetch it but never activate it by a pull). With a key, the published copy
+    of an unsigned version is signed, and one signed by another key refused. The index's sequence
+    goes up by one and it expires ``valid_days`` from now: publishing an offered version again with
+    ``make_current`` False only renews the index.
     """
     dest = Path(dest)
     _check_writable_index(dest, key)
+    expires = _expiry(valid_days)
     try:
         artifact = load_artifact(version_dir)
         if key is not None and (Path(version_dir) / SIGNATURE).exists():
@@ -111,20 +136,33 @@ def publish(
         sign_artifact(target, key)
     current = version if make_current else index.current
     offered = set(index.versions) | {version}
-    _write_index(dest, Index(_entries(dest, offered, key), current, index.withdrawn - {version}), key)
+    new = Index(
+        _entries(dest, offered, key),
+        current,
+        index.withdrawn - {version},
+        sequence=_next_sequence(index),
+        expires=expires,
+    )
+    _write_index(dest, new, key)
     return version
 
 
 def withdraw(
-    dest: Path, version: str, key: Ed25519PrivateKey | None = None, current: str | None = None
+    dest: Path,
+    version: str,
+    key: Ed25519PrivateKey | None = None,
+    current: str | None = None,
+    valid_days: int = DEFAULT_VALID_DAYS,
 ) -> Index:
     """Stop offering ``version`` and list it as withdrawn; returns the new index.
 
     If it was ``current``, ``current`` moves to ``current`` if given, else to the newest version
     still offered: gateways with ``--activate auto`` leave the withdrawn version on their next pull.
+    The sequence goes up by one, so gateways that read this index refuse every earlier one.
     """
     dest = Path(dest)
     _check_writable_index(dest, key)
+    expires = _expiry(valid_days)
     index = _read_local_index(dest)
     if version not in index.versions and version not in index.withdrawn:
         raise ShippingError(f"{version} is not published in {dest}")
@@ -133,9 +171,27 @@ def withdraw(
         raise ShippingError(f"{current} is not offered in {dest}; it cannot be current")
     if current is None:
         current = index.current if index.current in offered else max(offered, default=None)
-    new = Index(_entries(dest, offered, key), current, index.withdrawn | {version})
+    new = Index(
+        _entries(dest, offered, key),
+        current,
+        index.withdrawn | {version},
+        sequence=_next_sequence(index),
+        expires=expires,
+    )
     _write_index(dest, new, key)
     return new
+
+
+def _expiry(valid_days: int) -> datetime:
+    try:
+        return ship_index.expiry(valid_days)
+    except BadIndex as exc:
+        raise ShippingError(str(exc)) from exc
+
+
+def _next_sequence(index: Index) -> int:
+    """One more than the index being replaced (1 over an index written before numbering)."""
+    return (index.sequence or 0) + 1
 
 
 def _check_writable_index(dest: Path, key: Ed25519PrivateKey | None) -> None:
@@ -245,14 +301,26 @@ def pull(
             except FetchError as exc:
                 raise ShippingError(f"{where}: unsigned index, or its signature unreadable ({exc})") from exc
             ship_index.verify(raw, sig, public_key, where)
+            if index.sequence is None or index.expires is None:
+                raise ShippingError(
+                    f"{where}: a signed index with no sequence number and expiry (written by an earlier "
+                    "release) could be an old one replayed; the publisher should publish again"
+                )
+        before = pull_state.load(registry.root)
+        pull_state.check(index, before, where)
+        state = before.after(index)
+        if state != before:  # remembered before fetching: a failed fetch keeps what the index said
+            pull_state.save(registry.root, state)
         have = set(registry.versions())
         todo = [v for v in sorted(index.versions) if v not in have]
         _check_sizes(index, todo, max_bytes)
         new = _fetch_all(source, index, todo, registry, public_key, _Budget(max_bytes), clock)
-    except (FetchError, BadIndex, ArtifactError, RegistryError) as exc:
+    except (FetchError, BadIndex, ArtifactError, RegistryError, PullStateError) as exc:
         raise ShippingError(str(exc)) from exc
-    withdrawn_here = sorted(index.withdrawn & set(registry.versions()))
-    return PullResult(new, index.current, withdrawn_here, public_key is not None)
+    except OSError as exc:  # writing the state file
+        raise ShippingError(f"{registry.root}: {exc.strerror or exc}") from exc
+    withdrawn_here = sorted(state.withdrawn & set(registry.versions()))
+    return PullResult(new, index.current, withdrawn_here, public_key is not None, state.withdrawn)
 
 
 class _Budget:

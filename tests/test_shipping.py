@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,7 +208,8 @@ def test_the_artifact_signature_is_checked_before_its_weights_are_fetched(
     priv, pub = keys
     other, _ = generate_keypair(tmp_path / "other")
     folder = version(small_model, www.root, "v1", other)
-    raw = ship_index.dumps(Index({"v1": ship_index.folder_entry(folder)}, "v1"))
+    entries = {"v1": ship_index.folder_entry(folder)}
+    raw = ship_index.dumps(Index(entries, "v1", sequence=1, expires=ship_index.expiry(1)))
     (www.root / INDEX).write_bytes(raw)
     (www.root / INDEX_SIGNATURE).write_bytes(ship_index.sign(raw, load_private_key(priv)))
     gw = tmp_path / "gw"
@@ -648,3 +650,143 @@ def test_a_file_slower_than_the_minimum_rate_is_given_up_before_the_timeout(
         pull(drip.url, ModelRegistry(gw), allow_unsigned=True, timeout=60, min_rate=1 << 20)
     assert time.monotonic() - start < 5
     assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+
+
+# 10. an old signed index cannot be replayed: sequence, expiry, and withdrawals remembered
+
+
+def test_a_replayed_old_index_cannot_bring_back_a_withdrawn_version(
+    tmp_path: Path,
+    small_model: Artifact,
+    keys: tuple[Path, Path],
+    www: Www,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The reviewer's steps: publish v1, v2 (keep that index), withdraw v2, pull, replay the old index."""
+    priv, pub = keys
+    key = load_private_key(priv)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("v1", "v2"):
+        publish(version(small_model, src, name, priv), www.root, key)
+    old_index, old_signature = (www.root / INDEX).read_bytes(), (www.root / INDEX_SIGNATURE).read_bytes()
+    assert main(["models", "withdraw", "v2", "--to", str(www.root), "--key", str(priv)]) == 0
+    gw = tmp_path / "gw"
+    auto = ("--public-key", str(pub), "--activate", "auto")
+    assert cli_pull(www.url, gw, *auto) == 0 and ModelRegistry(gw).active() == "v1"
+    assert cli_pull(www.url, gw, *auto) == 0  # the same index again: fine
+    capsys.readouterr()
+    # a mirror serves the saved index (signed by the publisher's key, v2 current) and v2's files
+    mirror = www.root.parent / "mirror"
+    shutil.copytree(www.root, mirror)
+    (mirror / INDEX).write_bytes(old_index)
+    (mirror / INDEX_SIGNATURE).write_bytes(old_signature)
+    mirror_url = www.url.replace("/dist/", "/mirror/")
+    assert cli_pull(mirror_url, gw, *auto) == 1
+    assert "sequence 2 is older than the last accepted here (3)" in one_line_error(capsys)
+    assert ModelRegistry(gw).active() == "v1" and ModelRegistry(gw).versions() == ["v1"]
+    # the registry's state file is its own, never a version
+    assert ModelRegistry(gw).invalid_entries() == [] and "PULL_STATE" not in ModelRegistry(gw).versions()
+    with pytest.raises(RegistryError, match="reserved"):
+        ModelRegistry(gw).activate("PULL_STATE")
+
+
+def test_a_version_once_seen_withdrawn_is_never_activated_by_a_pull(
+    tmp_path: Path,
+    small_model: Artifact,
+    keys: tuple[Path, Path],
+    www: Www,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    priv, pub = keys
+    key = load_private_key(priv)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("v1", "v2"):
+        publish(version(small_model, src, name, priv), www.root, key)
+    gw = tmp_path / "gw"
+    auto = ("--public-key", str(pub), "--activate", "auto")
+    assert cli_pull(www.url, gw, *auto) == 0 and ModelRegistry(gw).active() == "v2"
+    withdraw(www.root, "v2", key)
+    assert cli_pull(www.url, gw, *auto) == 0 and ModelRegistry(gw).active() == "v1"
+    capsys.readouterr()
+    # a newer index naming v2 current again (published anew, or a signing host that missed the recall)
+    publish(www.root / "v2", www.root, key)
+    assert cli_pull(www.url, gw, *auto) == 1
+    err = one_line_error(capsys)
+    assert "v2 was withdrawn by the publisher" in err and "never activated by a pull" in err
+    assert ModelRegistry(gw).active() == "v1"
+    assert main(["models", "activate", "--registry", str(gw), "v2"]) == 0  # by hand, deliberately: allowed
+
+
+def test_expired_and_unsequenced_signed_indexes_are_refused(
+    tmp_path: Path,
+    small_model: Artifact,
+    keys: tuple[Path, Path],
+    www: Www,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    priv, pub = keys
+    key = load_private_key(priv)
+    reg = tmp_path / "src"
+    reg.mkdir()
+    version(small_model, reg, "v1", priv)
+    # --valid-days sets the expiry; every publish or withdraw counts the sequence up
+    publish_cli = [
+        "models",
+        "publish",
+        "--registry",
+        str(reg),
+        "v1",
+        "--to",
+        str(www.root),
+        "--key",
+        str(priv),
+    ]
+    assert main([*publish_cli, "--valid-days", "2"]) == 0
+    doc = json.loads((www.root / INDEX).read_bytes())
+    published, expires = (datetime.fromisoformat(doc[k]) for k in ("published", "expires"))
+    assert doc["sequence"] == 1 and expires - published == timedelta(days=2)
+    assert main([*publish_cli, "--not-current"]) == 0
+    doc = json.loads((www.root / INDEX).read_bytes())
+    assert doc["sequence"] == 2
+    assert datetime.fromisoformat(doc["expires"]) - datetime.fromisoformat(doc["published"]) == timedelta(30)
+    assert main([*publish_cli, "--valid-days", "0"]) != 0
+    capsys.readouterr()
+    entries = {"v1": ship_index.folder_entry(www.root / "v1")}
+
+    def serve(index: Index) -> None:
+        raw = ship_index.dumps(index)
+        (www.root / INDEX).write_bytes(raw)
+        (www.root / INDEX_SIGNATURE).write_bytes(ship_index.sign(raw, key))
+
+    gw = tmp_path / "gw"
+    serve(Index(entries, "v1", sequence=7, expires=datetime.now(UTC) - timedelta(minutes=1)))
+    with pytest.raises(ShippingError, match="expired at"):
+        pull(www.url, ModelRegistry(gw), load_public_key(pub))
+    serve(Index(entries, "v1"))  # signed, but as an earlier release wrote it: replayable
+    with pytest.raises(ShippingError, match="no sequence number and expiry"):
+        pull(www.url, ModelRegistry(gw), load_public_key(pub))
+    assert not gw.exists() or ModelRegistry(gw).versions() == []
+    serve(Index(entries, "v1", sequence=7, expires=datetime.now(UTC) + timedelta(days=1)))
+    assert pull(www.url, ModelRegistry(gw), load_public_key(pub)).new == ["v1"]
+    # malformed fields are a one-line error
+    good = (www.root / INDEX).read_bytes()
+    for field_, bad in (
+        ("sequence", "7"),
+        ("sequence", -1),
+        ("expires", "tomorrow"),
+        ("expires", "2030-01-01"),
+    ):
+        doc = json.loads(good)
+        doc[field_] = bad
+        raw = json.dumps(doc).encode()
+        (www.root / INDEX).write_bytes(raw)
+        (www.root / INDEX_SIGNATURE).write_bytes(ship_index.sign(raw, key))
+        assert cli_pull(www.url, gw, "--public-key", str(pub)) == 1
+        assert f"'{field_}'" in one_line_error(capsys)
+    # a state file that is not ours: fail closed, one line
+    (gw / "PULL_STATE").write_text("{broken")
+    serve(Index(entries, "v1", sequence=7, expires=datetime.now(UTC) + timedelta(days=1)))
+    assert cli_pull(www.url, gw, "--public-key", str(pub)) == 1
+    assert "PULL_STATE" in one_line_error(capsys)

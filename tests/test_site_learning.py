@@ -67,18 +67,27 @@ def test_untrusted_reporter_cannot_overwrite_a_trusted_label(tmp_path: Path) -> 
 
 
 def test_gate_split_holds_back_base_and_trusted_reports_only() -> None:
-    order = [5.0, 1.0, None, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0]
+    import hashlib
+
+    order = [5.0, 1.0, None, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, None]
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(11)]
+    digests[2], digests[10] = "0" * 64, "f" * 64  # undated: one in the held-back hash range, one not
     trusted = [False] * 50 + [True] * 10 + [False] * 40
-    base_tr, base_ho, rep_tr, rep_ho = gate_split(order, trusted, 0.2)
-    assert base_ho.tolist() == [9, 2]  # newest: the undated one sorts last
-    assert base_tr.tolist() == [1, 4, 3, 5, 0, 6, 7, 8]  # oldest first
+    base_tr, base_ho, rep_tr, rep_ho = gate_split(order, digests, trusted, 0.2)
+    assert sorted(base_ho.tolist()) == [2, 8, 9]  # the newest 20% of the dated mail + the sampled undated
+    assert base_tr.tolist() == [1, 4, 3, 5, 0, 6, 7, 10]  # oldest first
     assert rep_ho.tolist() == [58, 59]  # the newest 20% of the trusted reports
     assert len(rep_tr) == 98 and not set(rep_tr) & set(rep_ho)
     # no trusted reporter: every report trains, however many there are
-    _, _, rep_tr, rep_ho = gate_split(order, [False] * 1500, 0.15)
+    _, _, rep_tr, rep_ho = gate_split(order, digests, [False] * 1500, 0.15)
     assert len(rep_tr) == 1500 and len(rep_ho) == 0
+    # an undated corpus (Enron-Spam: ham, then spam) is sampled evenly, not cut at its tail
+    n = 2000
+    undated = [hashlib.sha256(f"m{i}".encode()).hexdigest() for i in range(n)]
+    _, held, _, _ = gate_split([None] * n, undated, [], 0.15)
+    assert 0.12 < len(held) / n < 0.18 and 0.35 < (held < n // 2).mean() < 0.65
     with pytest.raises(ValueError):
-        gate_split(order, trusted, 0.6)
+        gate_split(order, digests, trusted, 0.6)
 
 
 def test_sample_weight_moves_the_fit_and_bad_weights_are_refused() -> None:

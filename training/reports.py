@@ -41,7 +41,10 @@ def is_trusted(reporter: str, trusted: Collection[str], role: str | None = None)
 
 
 def gate_split(
-    base_order: Sequence[float | None], report_trusted: Sequence[bool], holdout: float
+    base_order: Sequence[float | None],
+    base_digests: Sequence[str],
+    report_trusted: Sequence[bool],
+    holdout: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Which mail trains the candidate and which mail the retrain gate judges it on.
 
@@ -51,8 +54,11 @@ def gate_split(
     the newest mail, so they *were* the held-back mail, and the poisoned
     candidate was promoted). So the held-back mail is
 
-    * the newest ``holdout`` fraction of the **base corpora** (in time order;
-      mail without a date keeps its place after dated mail), and
+    * the newest ``holdout`` fraction of the dated mail of the **base
+      corpora**, and of their undated mail the messages whose sha256 falls in
+      the first ``holdout`` of the hash range (a stable, even sample: put after
+      the dated mail, the undated tail of Enron-Spam was 9,644 spam and no ham,
+      and the gate had nothing to judge on), and
     * the newest ``holdout`` fraction of the reports from **trusted reporters**
       (named with ``--trusted-reporter``/``--trusted-reporters``, or stored with
       the ``admin`` role), in report order.
@@ -67,10 +73,21 @@ def gate_split(
     """
     if not 0 < holdout < 0.5:
         raise ValueError(f"holdout must be in (0, 0.5), got {holdout}")
+    if len(base_digests) != len(base_order):
+        raise ValueError("one digest per base message is needed")
+    dated = np.array([o is not None for o in base_order], dtype=bool)
     keys = np.array([np.inf if o is None else o for o in base_order], dtype=np.float64)
     by_time = np.argsort(keys, kind="stable")
-    n_hold = round(len(by_time) * holdout)
-    base_train, base_hold = by_time[: len(by_time) - n_hold], by_time[len(by_time) - n_hold :]
+    by_time_dated = by_time[dated[by_time]]
+    n_hold = round(len(by_time_dated) * holdout)
+    hold_dated = by_time_dated[len(by_time_dated) - n_hold :]
+    undated = by_time[~dated[by_time]]
+    hashed = np.array([int(base_digests[i][:8], 16) / 16**8 for i in undated.tolist()], dtype=np.float64)
+    hold_undated = undated[hashed < holdout]
+    held = np.zeros(len(base_order), dtype=bool)
+    held[hold_dated] = True
+    held[hold_undated] = True
+    base_train, base_hold = by_time[~held[by_time]], by_time[held[by_time]]
     trusted = np.flatnonzero(np.asarray(report_trusted, dtype=bool))
     n_thold = round(len(trusted) * holdout)
     rep_hold = trusted[len(trusted) - n_thold :] if n_thold else np.zeros(0, dtype=np.int64)

@@ -229,7 +229,7 @@ def retrain_rows(
     if len(trusted) != len(reports.y):
         raise ValueError("one trusted flag per report is needed")
     reference, ref_kind = reference_model(active)
-    base_tr, base_ho, rep_tr, rep_ho = gate_split(base.order, trusted, gate.holdout)
+    base_tr, base_ho, rep_tr, rep_ho = gate_split(base.order, base.digests, trusted, gate.holdout)
     rep_train = reports.subset(rep_tr)
     # The site's label wins over a base corpus's for the same message.
     reported = set(reports.digests)

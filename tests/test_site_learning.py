@@ -282,3 +282,29 @@ def metrics_auc(y: np.ndarray, s: np.ndarray) -> float:
     from training import metrics
 
     return metrics.roc_auc(y, s)
+
+
+def test_diluted_poisoning_is_held_by_the_reporter(
+    tmp_path: Path, site: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 review: 300 inverted reports hidden among 1,500 honest ones (16.7% < 20%) were promoted.
+
+    The fraction is also taken per reporter, so the one reporter whose reports contradict the
+    reference holds the candidate.
+    """
+    reg, base, _ = site
+    db = tmp_path / "fb.db"
+    store = FeedbackStore(db)
+    for label, raw in generated_corpus(300, seed=52):
+        store.add(raw, "ham" if label == "spam" else "spam", "mallory")
+    for i, (label, raw) in enumerate(generated_corpus(1500, seed=53)):
+        store.add(raw, label, f"user{i % 30}")  # honest, 50 reports each
+    store.close()
+    args = ["retrain", "--registry", str(reg), "--corpus", str(base), "--feedback", str(db)]
+    rc = main([*args, "--jobs", "1", "--quiet"])
+    out = capsys.readouterr().out
+    decision = json.loads(out[: out.rindex("}") + 1])
+    assert decision["reports"]["contradicting_fraction"] < 0.2  # all reports together pass
+    assert decision["reports"]["worst_reporter"]["reporter"] == "mallory"
+    assert rc == EXIT_HELD, out
+    assert "'mallory'" in out and "HELD" in out

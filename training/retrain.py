@@ -198,6 +198,7 @@ def retrain(
         command=command,
         raws=raws,
         adapt=adapt,
+        reporters=[r.reporter for r in reports],
     )
 
 
@@ -216,6 +217,7 @@ def retrain_rows(
     command: str = "",
     raws: Mapping[str, bytes] | None = None,
     adapt: str = ADAPT,
+    reporters: Sequence[str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train a candidate on featurised rows, gate it; returns (candidate dir, decision).
 
@@ -228,6 +230,8 @@ def retrain_rows(
         raise ValueError(f"adapt must be one of {ADAPTS}, got {adapt!r}")
     if len(trusted) != len(reports.y):
         raise ValueError("one trusted flag per report is needed")
+    if reporters is not None and len(reporters) != len(reports.y):
+        raise ValueError("one reporter per report is needed")
     reference, ref_kind = reference_model(active)
     base_tr, base_ho, rep_tr, rep_ho = gate_split(base.order, base.digests, trusted, gate.holdout)
     rep_train = reports.subset(rep_tr)
@@ -282,10 +286,17 @@ def retrain_rows(
     cand = _figures(ho.y, cand_m, cand_p, result.operating_points)
 
     # The poisoning check: training reports that contradict a confident reference verdict.
-    contra = _contradicting(reference, rep_train, feature_cfg, raws, gate.confident)
+    contra_mask = _contradicting(reference, rep_train, feature_cfg, raws, gate.confident)
+    contra = int(contra_mask.sum())
     n_rep = len(rep_train.y)
     contra_frac = contra / n_rep if n_rep else 0.0
-    poisoned = n_rep > 0 and contra_frac > gate.max_contradicting
+    # Also per reporter (issue 16 review: 300 inverted reports padded with 1,500 honest ones were
+    # 16.7% of all and passed): one reporter whose own reports contradict the reference that often
+    # holds the candidate, once they have filed enough to say (MIN_REPORTER_REPORTS).
+    worst = _worst_reporter(contra_mask, [reporters[i] for i in rep_tr] if reporters is not None else None)
+    poisoned = n_rep > 0 and (
+        contra_frac > gate.max_contradicting or (worst is not None and worst[1] > gate.max_contradicting)
+    )
 
     # Which model the candidate is compared with (module docstring).
     filt = load_training_filter(reference.path, reference.manifest)
@@ -304,6 +315,9 @@ def retrain_rows(
             "method": method,
             "contradicting": contra,
             "contradicting_fraction": contra_frac,
+            "worst_reporter": (
+                None if worst is None else {"reporter": worst[0], "fraction": worst[1], "reports": worst[2]}
+            ),
             "max_contradicting": gate.max_contradicting,
         },
         "reference": {"version": reference.version, "kind": ref_kind, "trained_on_holdout": ref_saw},
@@ -343,9 +357,15 @@ def retrain_rows(
         w
         for w, bad in (
             (
-                f"HELD: {contra} of {n_rep} training reports ({contra_frac:.1%}) contradict a confident "
-                f"verdict of the {ref_kind} model (more than {gate.max_contradicting:.0%}): "
-                "possible poisoning; inspect the reports (spamgate feedback store) before retraining",
+                f"HELD: {contra} of {n_rep} training reports ({contra_frac:.1%})"
+                + (
+                    f", and {worst[1]:.1%} of the {worst[2]} reports of {worst[0]!r},"
+                    if worst is not None and worst[1] > gate.max_contradicting
+                    else ""
+                )
+                + f" contradict a confident verdict of the {ref_kind} model (more than "
+                f"{gate.max_contradicting:.0%}): possible poisoning; inspect the reports (spamgate "
+                "feedback store) before retraining",
                 poisoned,
             ),
             (
@@ -415,8 +435,28 @@ def _contradicting(
     feature_cfg: FeatureConfig,
     raws: Mapping[str, bytes] | None,
     confident: float,
-) -> int:
-    """Reports of spam the reference called ham with p < ``confident``, and the reverse."""
+) -> np.ndarray:
+    """Per report: spam the reference called ham with p < ``confident``, or the reverse."""
+    if len(reports.y) == 0:
+        return np.zeros(0, dtype=bool)
     _, p = _scores(reference, reports, feature_cfg, raws)
     y = reports.y
-    return int(((y == 1) & (p < confident)).sum() + ((y == 0) & (p > 1 - confident)).sum())
+    return np.asarray(((y == 1) & (p < confident)) | ((y == 0) & (p > 1 - confident)), dtype=bool)
+
+
+# A reporter's own contradicting fraction counts once they have filed this many training reports:
+# below it one honest correction of a confident mistake would be "100% contradicting".
+MIN_REPORTER_REPORTS = 20
+
+
+def _worst_reporter(contra: np.ndarray, reporters: Sequence[str] | None) -> tuple[str, float, int] | None:
+    """(reporter, contradicting fraction, reports) of the reporter with the highest fraction."""
+    if reporters is None or len(contra) == 0:
+        return None
+    counts: dict[str, list[int]] = {}
+    for who, bad in zip(reporters, contra.tolist(), strict=True):
+        c = counts.setdefault(who, [0, 0])
+        c[0] += int(bad)
+        c[1] += 1
+    ranked = [(who, c[0] / c[1], c[1]) for who, c in counts.items() if c[1] >= MIN_REPORTER_REPORTS]
+    return max(ranked, key=lambda t: (t[1], t[2]), default=None)

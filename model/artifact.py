@@ -22,6 +22,7 @@ import numpy as np
 
 from model import atomic
 from model.calibration import Calibration
+from model.errors import DataError
 from model.features import FEATURE_VERSION, FeatureConfig
 from model.heuristics import HEURISTIC_NAMES
 
@@ -31,7 +32,7 @@ WEIGHTS = "weights.npz"
 _MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
-class ArtifactError(ValueError):
+class ArtifactError(DataError, ValueError):
     """The artifact is missing, damaged, tampered with or incompatible."""
 
 

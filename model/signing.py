@@ -13,18 +13,26 @@ import base64
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from model import atomic
 from model.artifact import MANIFEST, ArtifactError
+from model.errors import ConfigurationError
 
 SIGNATURE = "signature.ed25519"
 
 
 class SignatureError(ArtifactError):
     """Unsigned, badly signed, or signed by another key."""
+
+
+class KeyFileError(ConfigurationError, ValueError):
+    """A key file that is not the Ed25519 key asked for: the admin's configuration, not the model's.
+
+    A ``ValueError`` too, as cryptography's own error for a file that is no PEM key was.
+    """
 
 
 def generate_keypair(prefix: Path) -> tuple[Path, Path]:
@@ -48,16 +56,26 @@ def generate_keypair(prefix: Path) -> tuple[Path, Path]:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    """The key in ``path``; ``OSError`` when unreadable, ``KeyFileError`` when not an Ed25519 private key."""
+    data = Path(path).read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # TypeError: an encrypted key
+        raise KeyFileError(f"{path}: not an unencrypted PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise SignatureError(f"{path}: not an Ed25519 private key")
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
     return key
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    """The key in ``path``; ``OSError`` when unreadable, ``KeyFileError`` when not an Ed25519 public key."""
+    data = Path(path).read_bytes()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{path}: not a PEM public key: {exc}") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise SignatureError(f"{path}: not an Ed25519 public key")
+        raise KeyFileError(f"{path}: not an Ed25519 public key")
     return key
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.artifact import ArtifactError
+
 TRAINING_DIGESTS = "training_digests.npy"
 _DTYPE = np.dtype(">u8")
 
@@ -56,8 +58,8 @@ def contains(filter_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 def load_training_filter(model_dir: Path | None, manifest: dict[str, object]) -> np.ndarray | None:
     """The model's training keys, or None when the artifact keeps none (an older model: "unknown").
 
-    Raises ``ValueError`` if the file is listed but damaged: a filter that
-    cannot be trusted must not answer "0 overlapping".
+    Raises ``ArtifactError`` (a ``ValueError``) if the file is listed but damaged:
+    a filter that cannot be trusted must not answer "0 overlapping".
     """
     files = manifest.get("files")
     if model_dir is None or not isinstance(files, dict) or TRAINING_DIGESTS not in files:
@@ -66,16 +68,16 @@ def load_training_filter(model_dir: Path | None, manifest: dict[str, object]) ->
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"{path}: unreadable: {exc.strerror}") from exc
+        raise ArtifactError(f"{path}: unreadable: {exc.strerror}") from exc
     if hashlib.sha256(data).hexdigest() != files[TRAINING_DIGESTS]:
-        raise ValueError(f"{path}: sha256 differs from the manifest's")
+        raise ArtifactError(f"{path}: sha256 differs from the manifest's")
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a .npy array: {exc}") from exc
+        raise ArtifactError(f"{path}: not a .npy array: {exc}") from exc
     if arr.dtype != _DTYPE or arr.ndim != 1:
-        raise ValueError(f"{path}: expected a 1-D big-endian uint64 array, got {arr.dtype} {arr.shape}")
+        raise ArtifactError(f"{path}: expected a 1-D big-endian uint64 array, got {arr.dtype} {arr.shape}")
     keys = arr.astype(np.uint64)
     if keys.size > 1 and not bool(np.all(keys[1:] > keys[:-1])):
-        raise ValueError(f"{path}: keys are not sorted and unique")
+        raise ArtifactError(f"{path}: keys are not sorted and unique")
     return keys

@@ -40,10 +40,12 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
+from model.errors import ErrorKind, ServiceError
 from service.audit import AuditLog, call_args, call_outcome
 from service.config import Config, RolesSection
 from service.proto_gen import spamgate_pb2 as pb
 from service.security_config import is_loopback
+from service.status_codes import status_code
 from service.tokens import ROLES, TokenTable
 
 log = logging.getLogger("spamgate.access")
@@ -99,10 +101,12 @@ def caller_is_admin() -> bool:
     return p is not None and p.has("admin")
 
 
-class Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+class Refused(ServiceError):
+    """A caller this listener does not admit to a method; ``kind`` is why (UNAUTHENTICATED, …)."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.kind = kind
         self.message = message
 
 
@@ -112,9 +116,7 @@ def _bearer(metadata: Any) -> str | None:
             text = value if isinstance(value, str) else value.decode("latin-1")
             scheme, _, token = text.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Refused(
-                    grpc.StatusCode.UNAUTHENTICATED, "authorization metadata must be 'Bearer TOKEN'"
-                )
+                raise Refused(ErrorKind.UNAUTHENTICATED, "authorization metadata must be 'Bearer TOKEN'")
             return token.strip()
     return None
 
@@ -183,12 +185,12 @@ class AccessPolicy:
         if token is not None:
             if self.tokens is None:
                 raise Refused(
-                    grpc.StatusCode.UNAUTHENTICATED,
+                    ErrorKind.UNAUTHENTICATED,
                     "this server takes no bearer tokens ([auth] tokens_file is unset)",
                 )
             entry = self.tokens.lookup(token)
             if entry is None:
-                raise Refused(grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token")
+                raise Refused(ErrorKind.UNAUTHENTICATED, "unknown bearer token")
             found.append((entry.role, f"token:{entry.name}"))
         if not found:
             return Principal(None, "anonymous", peer)
@@ -205,12 +207,12 @@ class AccessPolicy:
             if p.on_admin_socket or self.reflection_on_tcp:
                 return
             raise Refused(
-                grpc.StatusCode.UNIMPLEMENTED,
+                ErrorKind.UNIMPLEMENTED,
                 "server reflection is off on this listener ([server] reflection = true turns it on)",
             )
         if p.role is None and not self.anonymous:
             raise Refused(
-                grpc.StatusCode.UNAUTHENTICATED,
+                ErrorKind.UNAUTHENTICATED,
                 f"{name} needs a client certificate or a bearer token here ([auth] anonymous = false)",
             )
         if rule in (OPEN, READ):
@@ -221,7 +223,7 @@ class AccessPolicy:
             return
         need = "the reporter or admin role" if rule == REPORT else "the admin role"
         raise Refused(
-            grpc.StatusCode.PERMISSION_DENIED,
+            ErrorKind.PERMISSION_DENIED,
             f"{name} needs {need}: call it on the admin socket ([admin] socket) or with a certificate"
             " or token that has the role",
         )
@@ -310,11 +312,12 @@ class AccessInterceptor(grpc.ServerInterceptor):
             p = self.policy.identify(context)
             self.policy.check(method, p)
         except Refused as exc:
+            code = status_code(exc)
             if audited:
                 self.audit.record(
-                    p.who(), name, call_args(name, request), exc.code.name, exc.message, refused=True
+                    p.who(), name, call_args(name, request), code.name, exc.message, refused=True
                 )
             else:
-                log.info("call refused", extra={"method": name, "code": exc.code.name, **p.who()})
-            context.abort(exc.code, exc.message)
+                log.info("call refused", extra={"method": name, "code": code.name, **p.who()})
+            context.abort(code, exc.message)
         return p

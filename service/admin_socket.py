@@ -35,6 +35,7 @@ from pathlib import Path
 
 import grpc
 
+from model.errors import ConfigurationError
 from service.config import AdminSection
 
 log = logging.getLogger("spamgate.admin")
@@ -44,7 +45,7 @@ _TMP_EXTRA = len("/.sgXXXXXXXX/s")  # the private folder the socket is bound in 
 MAX_PATH_BYTES = 107 - _TMP_EXTRA  # sun_path holds 107 bytes and a NUL
 
 
-class AdminSocketError(ValueError):
+class AdminSocketError(ConfigurationError):
     """The admin socket's folder or path cannot be used (a configuration error)."""
 
 

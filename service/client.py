@@ -82,18 +82,19 @@ def open_channel(
 ) -> grpc.Channel:
     """A channel to ``target``: TLS with ``tls`` or any ``tls_*`` file, a bearer token with ``token_file``.
 
-    Raises ``ValueError`` for an unusable file (``service.tls.TlsError`` is one), and for a
-    token that would travel in clear over a network (no TLS, target not local).
+    Raises ``TlsError`` or ``TokensError`` (configuration errors, and ``ValueError``s) for an
+    unusable file, and ``TokensError`` for a token that would travel in clear over a network
+    (no TLS, target not local).
     """
     from service.tls import channel_credentials
-    from service.tokens import read_token_file
+    from service.tokens import TokensError, read_token_file
 
     tls = tls or bool(tls_ca_file or tls_cert_file or tls_key_file)
     credentials = channel_credentials(tls_ca_file, tls_cert_file, tls_key_file) if tls else None
     token = read_token_file(token_file) if token_file else None
     if token and not tls and not is_local_target(target):
-        raise ValueError(
-            f"token_file: the token would cross the network in clear to {target}: give tls_ca_file too"
+        raise TokensError(
+            [f"token_file: the token would cross the network in clear to {target}: give tls_ca_file too"]
         )
     if credentials is not None:
         channel = grpc.secure_channel(target, credentials, options=options)
@@ -110,7 +111,8 @@ class SpamGateClient:
     its own budget). tls: TLS, trusting the system's CAs; tls_ca_file: TLS, trusting the
     CA in this file; tls_cert_file, tls_key_file: this client's certificate and key
     (mTLS, implies TLS); token_file: a file holding a bearer token (``[auth]
-    tokens_file`` on the server). Raises ``ValueError`` for an unusable file.
+    tokens_file`` on the server). Raises ``TlsError`` or ``TokensError`` for an unusable file
+    (both ``ConfigurationError``s), ``ValueError`` for a timeout that is not > 0.
     """
 
     def __init__(

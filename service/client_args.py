@@ -8,7 +8,19 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
+
+
+def seconds(text: str) -> float:
+    """An argparse type for ``--timeout``: a positive, finite number of seconds (else argparse exits 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:

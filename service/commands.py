@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from service.client_args import add_client_options, client_options
-from service.config import DEFAULT_PORT, EX_CONFIG, ConfigError, load_config
+from model.errors import SpamgateError
+from model.exit_codes import exit_code, fail
+from service.client_args import add_client_options, client_options, seconds
+from service.config import DEFAULT_PORT, ConfigError, load_config
 
 
 def add_parsers(sub: Any) -> None:
@@ -39,7 +41,7 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--mail-from", default="", help="envelope sender (envelope)")
     c.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeatable)")
     c.add_argument("--json", action="store_true", help="one JSON object per line")
-    c.add_argument("--timeout", type=float, default=10.0, help="per-message deadline with --server (s)")
+    c.add_argument("--timeout", type=seconds, default=10.0, help="per-message deadline with --server (s)")
     add_client_options(c)
     c.set_defaults(func=cmd_classify)
 
@@ -56,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:
         print(f"spamgate serve: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return exit_code(exc)
     if cfg.server.processes > 1:
         from service.workers import run_workers
 
@@ -103,30 +105,24 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if args.server:
             return _classify_remote(args, messages)
         return _classify_local(args, messages)
-    except (OSError, ValueError) as exc:  # ValueError: an unusable TLS or token file
-        print(f"spamgate classify: {exc}", file=sys.stderr)
-        return 2
+    except (SpamgateError, OSError) as exc:  # TlsError, TokensError (an unusable file): 78
+        return fail("classify", exc)
 
 
 def _classify_local(args: argparse.Namespace, messages: Iterator[tuple[str, bytes]]) -> int:
-    from model.artifact import ArtifactError
-    from service.policy import PolicyError
     from service.policy_file import PolicyHolder
     from service.registry import ModelHolder
     from service.server import Engine
     from service.verdict import Request, RequestError, verdict_dict
 
-    try:
-        cfg = load_config(
-            args.config,
-            {"model": {"path": str(args.model) if args.model else None}, "policy": {"file": args.policy}},
-        )
-        holder = ModelHolder(cfg.limits)
-        holder.load(cfg.model_path)
-        policies = PolicyHolder(Path(cfg.policy.file) if cfg.policy.file else None)
-    except (ConfigError, ArtifactError, PolicyError) as exc:
-        print(f"spamgate classify: {exc}", file=sys.stderr)
-        return 2
+    # ConfigError, PolicyError: 78; ArtifactError: 2 (cmd_classify's handler)
+    cfg = load_config(
+        args.config,
+        {"model": {"path": str(args.model) if args.model else None}, "policy": {"file": args.policy}},
+    )
+    holder = ModelHolder(cfg.limits)
+    holder.load(cfg.model_path)
+    policies = PolicyHolder(Path(cfg.policy.file) if cfg.policy.file else None)
     engine = Engine(holder, policies, cfg.server.max_message_bytes)
     status = 0
     for name, raw in messages:

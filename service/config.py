@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from model.bundled import bundled_model_path
+from model.errors import ConfigurationError
 from model.limits import ParseLimits
 from service.toml_lines import with_lines
 
@@ -74,12 +75,7 @@ DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
 
 
-# sysexits.h EX_CONFIG: what ``serve``, ``milter`` and ``check`` exit with on a configuration error
-# (a unit with ``RestartPreventExitStatus=78`` then stops instead of restarting in a loop).
-EX_CONFIG = 78
-
-
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """One or more configuration errors, each naming the key."""
 
     def __init__(self, errors: list[str]) -> None:

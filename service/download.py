@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from model.errors import DataError
+
 _CHUNK = 1 << 20
 _TIMEOUT = 30.0  # seconds per socket operation (connect, each read)
 
 
-class FetchError(ValueError):
+class FetchError(DataError, ValueError):
     """A read that failed, went over its cap or past its deadline (the URL or path, and why)."""
 
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from model.errors import ErrorKind, ServiceError
 from training.corpora import LabelledMessage
 from training.reports import Report, is_trusted
 
@@ -83,8 +84,16 @@ def verdict_summary(verdict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class StoreFull(Exception):
+class StoreFull(ServiceError):
     """The store holds ``max_store_bytes`` of messages: a new message is refused, not stored."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class BadReport(ServiceError, ValueError):
+    """A report the store cannot take: an unknown label or an empty message (a ``ValueError`` as before)."""
+
+    kind = ErrorKind.INVALID_ARGUMENT
 
 
 @dataclass(frozen=True)
@@ -173,9 +182,9 @@ class FeedbackStore:
         by a row each time), and the same label again is a no-op.
         """
         if label not in ("spam", "ham"):
-            raise ValueError(f"label must be 'spam' or 'ham', got {label!r}")
+            raise BadReport(f"label must be 'spam' or 'ham', got {label!r}")
         if not raw:
-            raise ValueError("empty message")
+            raise BadReport("empty message")
         digest = hashlib.sha256(raw).hexdigest()  # of the whole message: the verdict_id clients know
         kept = raw[: self.max_message_bytes]
         summary = json.dumps(verdict_summary(verdict or {}), sort_keys=True)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from model.artifact import ArtifactError, load_artifact
+from model.errors import ConfigurationError, SpamgateError
+from model.exit_codes import EX_CONFIG, FAILURE, fail
+from service.client_args import seconds
 
 DEFAULT_REGISTRY = Path("models")
 _DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # service.shipping.DEFAULT_MAX_BYTES (not imported: cheap CLI start)
 _DEFAULT_TIMEOUT = 600.0  # service.shipping.DEFAULT_TIMEOUT
 _DEFAULT_MIN_RATE = 64 * 1024  # service.shipping.DEFAULT_MIN_RATE
 _DEFAULT_VALID_DAYS = 30  # service.ship_index.DEFAULT_VALID_DAYS
-EX_CONFIG = 78  # as service.config.EX_CONFIG
 
 
 def _byte_count(text: str) -> int:
@@ -26,17 +27,6 @@ def _byte_count(text: str) -> int:
     if not digits.isdigit() or int(digits) < 1:
         raise argparse.ArgumentTypeError(f"not a positive byte count: {text!r}")
     return int(digits) * scale
-
-
-def _seconds(text: str) -> float:
-    """``--timeout``: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return value
 
 
 def _valid_days(p: argparse.ArgumentParser) -> None:
@@ -134,7 +124,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=_DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="abandon the pull (nothing kept) when it is not done in this time (default 600)",
@@ -171,7 +161,7 @@ def add_parsers(sub: Any) -> None:
     add_retrain_arguments(r)
 
 
-class _ConfigProblem(Exception):
+class _ConfigProblem(ConfigurationError):
     """A command line that cannot work (an unusable key file, options that exclude each other): exit 78."""
 
 
@@ -179,11 +169,11 @@ def _public_key(args: argparse.Namespace) -> Any:
     """``--public-key`` loaded, or None; ``_ConfigProblem`` when the file is not a usable key."""
     if not getattr(args, "public_key", None):
         return None
-    from model.signing import load_public_key
+    from model.signing import KeyFileError, load_public_key
 
     try:
         return load_public_key(args.public_key)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, KeyFileError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise _ConfigProblem(f"--public-key {args.public_key}: {why}") from exc
 
@@ -191,11 +181,11 @@ def _public_key(args: argparse.Namespace) -> Any:
 def _private_key(path: Path | None) -> Any:
     if path is None:
         return None
-    from model.signing import load_private_key
+    from model.signing import KeyFileError, load_private_key
 
     try:
         return load_private_key(path)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, KeyFileError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise _ConfigProblem(f"--key {path}: {why}") from exc
 
@@ -209,24 +199,18 @@ def _registry(args: argparse.Namespace, key: Any = None) -> Any:
         try:
             key = _public_key(args)
         except _ConfigProblem as exc:
-            print(f"spamgate models: {exc}", file=sys.stderr)
-            raise SystemExit(EX_CONFIG) from exc
+            raise SystemExit(fail("models", exc)) from exc
     return ModelRegistry(args.registry, (lambda path: verify_artifact(path, key)) if key else None)
 
 
-def _fail(cmd: str, exc: Exception) -> int:
-    print(f"spamgate {cmd}: {exc}", file=sys.stderr)
-    return 2
-
-
 def _manifest(path: Path) -> dict[str, Any]:
-    """A version's manifest as a dict; ``ValueError`` saying why when it is not one."""
+    """A version's manifest as a dict; ``ArtifactError`` saying why when it is not one."""
     try:
         m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        raise ValueError(f"{path / 'manifest.json'}: unreadable manifest: {exc}") from exc
+        raise ArtifactError(f"{path / 'manifest.json'}: unreadable manifest: {exc}") from exc
     if not isinstance(m, dict):
-        raise ValueError(f"{path / 'manifest.json'}: manifest is not a JSON object")
+        raise ArtifactError(f"{path / 'manifest.json'}: manifest is not a JSON object")
     return m
 
 
@@ -242,7 +226,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for v in r.versions():
         try:
             m = _manifest(r.path(v))
-        except ValueError as exc:
+        except SpamgateError as exc:
             print(f"! {v}  invalid: {exc}")
             continue
         if m.get("version") != v:
@@ -259,14 +243,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from service.model_registry import RegistryError
+
     r = _registry(args)
     version = args.version or r.active()
-    if not version:
-        return _fail("models show", ValueError("no active version"))
     try:
-        m = _manifest(r.path(version))
-    except ValueError as exc:  # RegistryError (an invalid name) is one too
-        return _fail("models show", exc)
+        if not version:
+            raise RegistryError("no active version")
+        m = _manifest(r.path(version))  # RegistryError for an invalid name
+    except SpamgateError as exc:
+        return fail("models show", exc)
     summary = {k: m.get(k) for k in ("version", "created", "feature_version", "operating_points", "gate")}
     training, validation = _section(m, "training"), _section(m, "validation")
     summary["training"] = {k: training.get(k) for k in ("messages", "corpora", "command", "train_seconds")}
@@ -276,34 +262,28 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
-    from service.model_registry import RegistryError
-
     try:
         _registry(args).activate(args.version)
-    except (RegistryError, ArtifactError) as exc:
-        return _fail("models activate", exc)
+    except (SpamgateError, OSError) as exc:
+        return fail("models activate", exc)
     print(f"active: {args.version}")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from service.model_registry import RegistryError
-
     try:
         version = _registry(args).rollback()
-    except (RegistryError, ArtifactError) as exc:
-        return _fail("models rollback", exc)
+    except (SpamgateError, OSError) as exc:
+        return fail("models rollback", exc)
     print(f"rolled back; active: {version}")
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from service.model_registry import RegistryError
-
     try:
         gone = _registry(args).prune(args.keep)
-    except RegistryError as exc:
-        return _fail("models prune", exc)
+    except (SpamgateError, OSError) as exc:
+        return fail("models prune", exc)
     print(f"deleted {len(gone)} version(s): {' '.join(gone)}")
     return 0
 
@@ -311,8 +291,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     try:
         version = _registry(args).add(args.model_dir)
-    except (ArtifactError, OSError, ValueError) as exc:  # RegistryError (an invalid name) is a ValueError
-        return _fail("models add", exc)
+    except (SpamgateError, OSError) as exc:
+        return fail("models add", exc)
     print(f"added {version}")
     return 0
 
@@ -323,7 +303,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     try:
         priv, pub = generate_keypair(args.out)
     except OSError as exc:
-        return _fail("models keygen", exc)
+        return fail("models keygen", exc)
     print(f"private key: {priv} (keep it secret)\npublic key:  {pub} (give it to gateways)")
     return 0
 
@@ -334,8 +314,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
     try:
         load_artifact(args.model_dir)  # never sign something that does not verify
         path = sign_artifact(args.model_dir, load_private_key(args.key))
-    except (ArtifactError, OSError, ValueError) as exc:
-        return _fail("models sign", exc)
+    except (SpamgateError, OSError) as exc:  # KeyFileError: 78
+        return fail("models sign", exc)
     print(f"signed: {path}")
     return 0
 
@@ -346,45 +326,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         art = load_artifact(args.model_dir)
         verify_artifact(args.model_dir, load_public_key(args.public_key))
-    except (ArtifactError, OSError, ValueError) as exc:
-        return _fail("models verify", exc)
+    except (SpamgateError, OSError) as exc:  # KeyFileError: 78; SignatureError: 2
+        return fail("models verify", exc)
     print(f"OK: {art.version}: checksums and signature valid")
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from service.shipping import ShippingError, publish
+    from service.model_registry import RegistryError
+    from service.shipping import publish
 
     r = _registry(args)
     try:
         key = _private_key(args.key)
-    except _ConfigProblem as exc:
-        print(f"spamgate models publish: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    version = args.version or r.active()
-    if not version:
-        return _fail("models publish", ValueError("no version given and none active"))
-    try:
+        version = args.version or r.active()
+        if not version:
+            raise RegistryError("no version given and none active")
         publish(r.path(version), args.to, key, make_current=not args.not_current, valid_days=args.valid_days)
-    except (ArtifactError, ShippingError, OSError, ValueError) as exc:  # RegistryError: an invalid name
-        return _fail("models publish", exc)
+    except (SpamgateError, OSError) as exc:  # _ConfigProblem (the key): 78
+        return fail("models publish", exc)
     signed = "signed index" if key is not None else "UNSIGNED index"
     print(f"published {version} to {args.to} ({signed}{'' if args.not_current else ', current'})")
     return 0
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
-    from service.shipping import ShippingError, withdraw
+    from service.shipping import withdraw
 
     try:
-        key = _private_key(args.key)
-    except _ConfigProblem as exc:
-        print(f"spamgate models withdraw: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    try:
-        index = withdraw(args.to, args.version, key, args.current, args.valid_days)
-    except (ArtifactError, ShippingError, OSError) as exc:
-        return _fail("models withdraw", exc)
+        index = withdraw(args.to, args.version, _private_key(args.key), args.current, args.valid_days)
+    except (SpamgateError, OSError) as exc:  # _ConfigProblem (the key): 78
+        return fail("models withdraw", exc)
     print(f"withdrew {args.version}; current: {index.current or '-'}")
     return 0
 
@@ -392,7 +364,6 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     """Exit 0 pulled (or nothing new), 1 the pull failed (nothing kept) or the version to activate was
     withdrawn once (what was fetched is kept), 78 an unusable command line."""
-    from service.model_registry import RegistryError
     from service.shipping import ShippingError, activation_refusal, plain_http_refusal, pull
 
     try:
@@ -407,8 +378,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if refusal is not None:
             raise _ConfigProblem(refusal)
     except _ConfigProblem as exc:
-        print(f"spamgate models pull: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return fail("models pull", exc)
     r = _registry(args, key)
     try:
         result = pull(
@@ -425,9 +395,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
             if refusal is not None:
                 raise ShippingError(refusal)
             r.activate(result.current)  # verified again (signature by the key) on the way
-    except (ShippingError, RegistryError, ArtifactError, OSError) as exc:
-        print(f"spamgate models pull: {exc}", file=sys.stderr)
-        return 1
+    except (SpamgateError, OSError) as exc:
+        # pull's own outcome for a failed pull is 1 (nothing kept); a configuration error stays 78
+        code = fail("models pull", exc)
+        return code if code == EX_CONFIG else 1
     active = r.active()
     print(
         f"pulled {len(result.new)} version(s): {' '.join(result.new) or '-'}; "
@@ -467,9 +438,10 @@ def cmd_feedback(args: argparse.Namespace) -> int:
                 dup = " (duplicate)" if resp.duplicate else ""
                 print(f"{f}: stored {label}{dup} {resp.message_sha256[:16]}")
     except grpc.RpcError as exc:
-        return _fail("feedback", Exception(f"{exc.code().name}: {exc.details()}"))
-    except (OSError, ValueError) as exc:
-        return _fail("feedback", exc)
+        print(f"spamgate feedback: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return FAILURE
+    except (SpamgateError, OSError) as exc:  # TlsError, TokensError: 78; BadReport (an empty file): 2
+        return fail("feedback", exc)
     return 0
 
 

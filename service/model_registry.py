@@ -30,6 +30,7 @@ from pathlib import Path
 
 from model import atomic
 from model.artifact import MANIFEST, Artifact, ArtifactError, load_artifact
+from model.errors import DataError
 
 ACTIVE = "ACTIVE"
 HISTORY = "HISTORY"
@@ -44,7 +45,7 @@ _VERSION = re.compile(VERSION_PATTERN)
 _RESERVED = frozenset(name.casefold() for name in _OWN_FILES)
 
 
-class RegistryError(ValueError):
+class RegistryError(DataError, ValueError):
     """A registry operation that cannot be done (named version and why)."""
 
 

@@ -17,18 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from model.errors import ConfigurationError, SpamgateError
+from model.exit_codes import EX_CONFIG, EX_TEMPFAIL, exit_code
 from service.client_args import add_client_options, client_options
-from service.config import EX_CONFIG
 from service.mta import FAIL_MODES
 
-# Exit codes of ``spamgate check`` (procmail/maildrop branch on them).
+# Exit codes of ``spamgate check`` (procmail/maildrop branch on them); 75 and 78 as model.exit_codes.
 EXIT_CODES = {"DELIVER": 0, "TAG": 1, "REROUTE": 2, "REJECT": 3, "DELETE": 4}
-EX_TEMPFAIL = 75  # sysexits.h: the MTA retries later
 # gRPC target schemes passed through as written (anything else must be host:port).
 _TARGET_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
 
 
-class ConfigProblem(ValueError):
+class ConfigProblem(ConfigurationError):
     """A configuration error of an MTA hook (one line, shown as is)."""
 
 
@@ -127,18 +127,21 @@ def cmd_milter(args: argparse.Namespace) -> int:
     try:
         check_server_address(args.server)
         check_milter_socket(args.socket)
-        cfg = MilterConfig(
-            args.server,
-            args.timeout,
-            args.fail_mode,
-            args.max_bytes,
-            not args.no_status_header,
-            **client_options(args),
-        )
+        try:
+            cfg = MilterConfig(
+                args.server,
+                args.timeout,
+                args.fail_mode,
+                args.max_bytes,
+                not args.no_status_header,
+                **client_options(args),
+            )
+        except ValueError as exc:  # MilterConfig refuses a --timeout or --max-bytes out of range
+            raise ConfigProblem(str(exc)) from exc
         cfg.client().close()  # an unusable TLS or token file is a configuration error, found now
-    except ValueError as exc:  # ConfigProblem and TlsError included
+    except ConfigurationError as exc:  # ConfigProblem, TlsError, TokensError
         print(f"spamgate milter: configuration error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return exit_code(exc)
     setup_logging("json")
     print(f"spamgate milter on {args.socket} → {args.server} (fail mode {args.fail_mode})", flush=True)
     try:
@@ -155,12 +158,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     try:
         classify = _prepare(args)
-    except ConfigProblem as exc:
-        print(f"spamgate check: configuration error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    except ConfigurationError as exc:
+        return _configuration_error(exc)
     raw = sys.stdin.buffer.read()
     try:
         resp = classify(raw)
+    except ConfigurationError as exc:  # one that shows only on the first call is no outage either
+        return _configuration_error(exc)
     except Exception as exc:  # the filter failed on this message: the fail mode decides
         why = _failure(exc)
         if args.fail_mode == "tempfail":
@@ -176,6 +180,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_CODES[p.action]
 
 
+def _configuration_error(exc: ConfigurationError) -> int:
+    print(f"spamgate check: configuration error: {exc}", file=sys.stderr)
+    return exit_code(exc)
+
+
 def _failure(exc: BaseException) -> str:
     import grpc
 
@@ -187,7 +196,9 @@ def _failure(exc: BaseException) -> str:
 def _prepare(args: argparse.Namespace) -> Callable[[bytes], Any]:
     """Check everything that is configuration; return the call that scores one message.
 
-    Raises ``ConfigProblem``: nothing here depends on whether the service is up.
+    Raises ``ConfigurationError`` only: nothing here depends on whether the service is up, so
+    whatever fails here (a model named here that cannot be loaded is a ``DataError``) is the
+    hook's configuration, and exit 2 would read as REROUTE.
     """
     from service.client import SpamGateClient, envelope
 
@@ -200,10 +211,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[bytes], Any]:
             raise ConfigProblem(
                 "--policy is for in-process scoring; with --server the server's policy applies"
             )
-        try:
-            client = SpamGateClient(args.server, timeout=args.timeout, **client_options(args))
-        except ValueError as exc:  # an unusable TLS or token file
-            raise ConfigProblem(str(exc)) from exc
+        client = SpamGateClient(args.server, timeout=args.timeout, **client_options(args))  # TlsError, …
 
         def remote(raw: bytes) -> Any:
             with client as c:
@@ -213,7 +221,6 @@ def _prepare(args: argparse.Namespace) -> Callable[[bytes], Any]:
     connection = client_options(args)
     if any(connection.values()):
         raise ConfigProblem("--tls, --tls-* and --token-file are for --server")
-    from model.artifact import ArtifactError
     from service.config import ConfigError, load_config
     from service.policy import PolicyError
     from service.policy_file import PolicyHolder
@@ -228,7 +235,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[bytes], Any]:
         policies = PolicyHolder(Path(args.policy) if args.policy else None)
     except (ConfigError, PolicyError) as exc:
         raise ConfigProblem(_one_line(exc.errors)) from exc
-    except (ArtifactError, OSError) as exc:
+    except (SpamgateError, OSError) as exc:  # ArtifactError: the model named here cannot be loaded
         raise ConfigProblem(f"model {args.model or 'bundled'}: {exc}") from exc
     engine = Engine(holder, policies, cfg.server.max_message_bytes)
 

@@ -26,6 +26,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.errors import ConfigurationError
 from service.lists import AddressList, DomainSet
 
 
@@ -42,7 +43,7 @@ class Action(enum.IntEnum):
 THRESHOLD_ACTIONS = (Action.TAG, Action.REROUTE, Action.REJECT, Action.DELETE)
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigurationError):
     """Every problem found in a policy, each with file, line, key and why."""
 
     def __init__(self, errors: list[str]) -> None:

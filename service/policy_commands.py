@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.artifact import Artifact, ArtifactError, load_artifact
+from model.artifact import Artifact, load_artifact
 from model.bundled import bundled_model_path
+from model.errors import SpamgateError
+from model.exit_codes import fail
 from service.policy import Policy
 
 
@@ -37,13 +39,10 @@ def _load(policy: Path | None, model: Path | None) -> tuple[Policy, Artifact]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from service.policy import PolicyError
-
     try:
         policy, artifact = _load(args.file, args.model)
-    except (PolicyError, ArtifactError) as exc:
-        print(f"spamgate policy check: {exc}", file=sys.stderr)
-        return 2
+    except SpamgateError as exc:  # PolicyError: 78; ArtifactError: 2
+        return fail("policy check", exc)
     print(f"{args.file}: valid, version {policy.version}")
     which = (
         "new-site points (measured at sites the model was not trained on)"
@@ -71,20 +70,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from service.policy import PolicyError
     from service.registry import ModelHolder
     from service.verdict import Envelope, Request, build_verdict
 
     try:
         policy, artifact = _load(args.policy, args.model)
         raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
-    except (PolicyError, ArtifactError, OSError) as exc:
-        print(f"spamgate policy explain: {exc}", file=sys.stderr)
-        return 2
-    holder = ModelHolder()
-    holder.load(artifact.path or bundled_model_path())
-    env = Envelope(args.client_ip, args.helo, args.mail_from, tuple(args.rcpt))
-    v = build_verdict(Request(message=raw, envelope=env), holder, policy, max_message_bytes=1 << 40)
+        holder = ModelHolder()
+        holder.load(artifact.path or bundled_model_path())
+        env = Envelope(args.client_ip, args.helo, args.mail_from, tuple(args.rcpt))
+        v = build_verdict(Request(message=raw, envelope=env), holder, policy, max_message_bytes=1 << 40)
+    except (SpamgateError, OSError) as exc:  # PolicyError: 78; RequestError (an empty message): 2
+        return fail("policy explain", exc)
     print(f"verdict: {v.action.name}  (policy {v.policy_version}, strictest group decides)")
     if v.scanned:
         print(f"model {v.model_version}: spam probability {v.spam_probability:.6f}")

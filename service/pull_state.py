@@ -24,11 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from model import atomic
+from model.errors import DataError
 from service.model_registry import PULL_STATE, version_problem
 from service.ship_index import Index
 
 
-class PullStateError(ValueError):
+class PullStateError(DataError, ValueError):
     """A state file that cannot be read, or an index that the state refuses (what and why)."""
 
 

@@ -13,11 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from model.artifact import load_artifact
+from model.errors import ErrorKind, ServiceError
 from model.scoring import Scorer
 
 
-class NoModelError(RuntimeError):
+class NoModelError(ServiceError, RuntimeError):
     """No model is loaded yet."""
+
+    kind = ErrorKind.UNAVAILABLE
 
 
 class ModelHolder:

@@ -57,6 +57,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from model.errors import ErrorKind, ServiceError
 from model.scoring import Reason, Score, Scorer
 
 log = logging.getLogger("spamgate.scoring")
@@ -86,8 +87,11 @@ WORKER_NICE = 2
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-class ScoringAborted(Exception):
-    """A message could not be scored within the limits; ``reason`` names why (``CPU_BUDGET``, …)."""
+class ScoringAborted(ServiceError):
+    """A message could not be scored within the limits; ``reason`` names why (``CPU_BUDGET``, …).
+
+    Never a status on the wire: the verdict still comes, the policy decides it (``over_budget_action``).
+    """
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -95,12 +99,16 @@ class ScoringAborted(Exception):
         self.detail = detail
 
 
-class ScoringBusy(Exception):
+class ScoringBusy(ServiceError):
     """No worker became free in time (the caller's deadline, or ``DEFAULT_QUEUE_SECONDS``)."""
 
+    kind = ErrorKind.RESOURCE_EXHAUSTED
 
-class DeadlinePassed(Exception):
+
+class DeadlinePassed(ServiceError):
     """The caller's deadline passed while its message was being scored."""
+
+    kind = ErrorKind.DEADLINE_EXCEEDED
 
 
 @dataclass(frozen=True)

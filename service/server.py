@@ -1,8 +1,9 @@
 """The gRPC server: a thin servicer over ``service.verdict``, plus health, reflection, metrics.
 
 The servicer only translates between protobuf and the plain types of
-``service.verdict`` and maps errors to status codes; any unexpected exception
-becomes INTERNAL with a short message (never UNKNOWN), and is logged.
+``service.verdict``, and aborts a failed call with the status
+``service.status_codes`` gives its error; any unexpected exception in
+classification becomes INTERNAL with a short message (never UNKNOWN), and is logged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from model.errors import SpamgateError
 from model.limits import ParseLimits
 from model.scoring import Reason
 from service import admin_socket, redact
@@ -29,7 +31,7 @@ from service.audit import AuditLog, audit_path
 from service.config import Config
 from service.feedback import FeedbackStore, RecentMessages, StoreFull
 from service.metrics import ServiceMetrics
-from service.model_registry import ModelRegistry, RegistryError
+from service.model_registry import ModelRegistry
 from service.model_watch import RegistryWatcher
 from service.policy import Action
 from service.policy_file import PolicyHolder, ReloadResult
@@ -38,6 +40,7 @@ from service.proto_gen import spamgate_pb2_grpc as pb_grpc
 from service.registry import ModelHolder
 from service.report_rate import ReportRateLimiter, peer_network
 from service.scoring_pool import ScoringPool
+from service.status_codes import status_code
 from service.streams import StreamGuard, StreamLimits
 from service.tls import ReloadingCertificates, server_credentials
 from service.verdict import (
@@ -54,13 +57,6 @@ from service.verdict import (
 log = logging.getLogger("spamgate.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpamGate"].full_name
-_CODES = {
-    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
-    ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
-    ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
-}
 
 
 # Every request field is capped where it enters (INVALID_ARGUMENT naming the field and
@@ -324,7 +320,7 @@ class Engine:
                 request, self.holder, policy, self.max_message_bytes, time_remaining, self.pool
             )
         except RequestError as exc:
-            m.errors.labels(_CODES[exc.kind].name).inc()
+            m.errors.labels(status_code(exc).name).inc()
             raise
         except Exception as exc:
             log.exception("classify failed", extra={"correlation_id": request.correlation_id})
@@ -373,7 +369,7 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                 self.engine.classify(request_from_proto(request), "Classify", context.time_remaining())
             )
         except RequestError as exc:
-            context.abort(_CODES[exc.kind], exc.message)
+            context.abort(status_code(exc), exc.message)
             raise  # unreachable: abort raises
 
     def ClassifyStream(
@@ -395,8 +391,8 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                         )
                     )
                 except RequestError as exc:
-                    if exc.kind == ErrorKind.DEADLINE_EXCEEDED:
-                        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message)
+                    if exc.kind == ErrorKind.DEADLINE_EXCEEDED:  # the stream's own deadline: it ends
+                        context.abort(status_code(exc), exc.message)
                     cid = request.correlation_id  # echoed only within its cap
                     cid = cid if len(cid) <= FIELD_LIMITS["correlation_id"] else ""
                     yield pb.ClassifyResponse(correlation_id=cid, error=exc.message)
@@ -434,7 +430,7 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
             check_field("reporter", request.reporter)
             check_field("verdict_id", request.verdict_id)
         except RequestError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            context.abort(status_code(exc), exc.message)
         raw, verdict = request.message, {}
         if not raw:
             if not request.verdict_id:
@@ -470,7 +466,7 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                 raw, labels[request.label], reporter, verdict, role=who.role, claim=request.reporter
             )
         except StoreFull as exc:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            context.abort(status_code(exc), str(exc))
         return pb.FeedbackResponse(
             message_sha256=stored.sha256, duplicate=stored.duplicate, stored_messages=store.count()
         )
@@ -484,8 +480,8 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"no version {request.version!r} in the registry")
         try:
             watcher.activate(request.version)
-        except (RegistryError, ValueError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"version refused: {exc}")
+        except SpamgateError as exc:  # RegistryError, ArtifactError, SignatureError: INVALID_ARGUMENT
+            context.abort(status_code(exc), f"version refused: {exc}")
         return model_info(self.engine.holder, self.engine.policies.current().version)
 
 

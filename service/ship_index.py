@@ -47,6 +47,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from model.artifact import MANIFEST, sha256_file
+from model.errors import DataError
 from model.signing import SignatureError
 from service.model_registry import version_problem
 
@@ -60,7 +61,7 @@ DEFAULT_VALID_DAYS = 30  # --valid-days: a publisher re-publishing monthly, or m
 MAX_VALID_DAYS = 3650  # beyond ten years an expiry stops a replay in name only
 
 
-class BadIndex(ValueError):
+class BadIndex(DataError, ValueError):
     """An index that is not valid JSON or not in the format above (what is wrong, where)."""
 
 

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from model import atomic
 from model.artifact import MANIFEST, ArtifactError, load_artifact
+from model.errors import DataError
 from model.signing import SIGNATURE, SignatureError, sign_artifact, verify_artifact
 from service import pull_state, ship_index
 from service.download import Deadline, FetchError, fetch_bytes, fetch_file, location
@@ -66,7 +67,7 @@ DEFAULT_MIN_RATE = 64 * 1024
 GRACE_SECONDS = 30.0
 
 
-class ShippingError(ValueError):
+class ShippingError(DataError, ValueError):
     """A publish or pull that cannot be done (what and why)."""
 
 

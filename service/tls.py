@@ -22,12 +22,13 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from model.errors import ConfigurationError
 from service.config import TlsSection
 
 log = logging.getLogger("spamgate.tls")
 
 
-class TlsError(ValueError):
+class TlsError(ConfigurationError, ValueError):
     """A TLS file that cannot be used; the message names the file and why."""
 
 

@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.errors import ConfigurationError
+
 log = logging.getLogger("spamgate.tokens")
 
 ROLES = ("admin", "reporter", "client")
@@ -26,7 +28,7 @@ ROLES = ("admin", "reporter", "client")
 MIN_TOKEN_CHARS = 16
 
 
-class TokensError(ValueError):
+class TokensError(ConfigurationError, ValueError):
     """Problems with a tokens file, each naming file and line."""
 
     def __init__(self, errors: list[str]) -> None:
@@ -146,12 +148,12 @@ def read_token_file(path: str) -> str:
     p = Path(path)
     problem = file_mode_error(p, "token_file")
     if problem:
-        raise ValueError(problem)
+        raise TokensError([problem])
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"token_file {path!r}: cannot read: {exc}") from exc
+        raise TokensError([f"token_file {path!r}: cannot read: {exc}"]) from exc
     token = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not token:
-        raise ValueError(f"token_file {path!r} is empty")
+        raise TokensError([f"token_file {path!r} is empty"])
     return token

@@ -8,12 +8,12 @@ same bytes.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.errors import ErrorKind, ServiceError
 from model.evidence import THIN_EVIDENCE
 from model.limits import ParseLimits
 from model.parse import parse_message
@@ -34,18 +34,11 @@ GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 _HEADER_LIMITS = ParseLimits(max_bytes=64 * 1024, max_parts=1, max_text_chars=1, max_html_chars=1, max_urls=1)
 
 
-class ErrorKind(enum.Enum):
-    """Why a request got no verdict (mapped to gRPC status codes by the servicer)."""
+class RequestError(ServiceError):
+    """A request that cannot get a verdict, with a message safe to show the client.
 
-    INVALID_ARGUMENT = "invalid_argument"
-    DEADLINE_EXCEEDED = "deadline_exceeded"
-    RESOURCE_EXHAUSTED = "resource_exhausted"
-    UNAVAILABLE = "unavailable"
-    INTERNAL = "internal"
-
-
-class RequestError(Exception):
-    """A request that cannot get a verdict, with a message safe to show the client."""
+    ``kind`` is per instance; ``service.status_codes`` turns it into the gRPC status.
+    """
 
     def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
@@ -205,7 +198,7 @@ def build_verdict(
         try:
             scorer = holder.current()
         except NoModelError as exc:
-            raise RequestError(ErrorKind.UNAVAILABLE, "no model loaded yet") from exc
+            raise RequestError(exc.kind, "no model loaded yet") from exc
         max_reasons = max(g.settings.max_reasons for g in groups)
         points = scorer.artifact.policy_points
         try:
@@ -272,10 +265,8 @@ def _score(
         return result
     try:
         return pool.score(scorer, raw, top_k, time_remaining)
-    except DeadlinePassed as exc:
-        raise RequestError(ErrorKind.DEADLINE_EXCEEDED, str(exc)) from exc
-    except ScoringBusy as exc:
-        raise RequestError(ErrorKind.RESOURCE_EXHAUSTED, str(exc)) from exc
+    except (DeadlinePassed, ScoringBusy) as exc:  # their kind says which status the caller gets
+        raise RequestError(exc.kind, str(exc)) from exc
 
 
 def verdict_dict(v: Verdict) -> dict[str, object]:

@@ -28,7 +28,9 @@ import time
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from service.config import EX_CONFIG, Config
+from model.errors import SpamgateError
+from model.exit_codes import EX_CONFIG, exit_code
+from service.config import Config
 
 log = logging.getLogger("spamgate.serve")
 
@@ -100,7 +102,6 @@ def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False, 
     """
     signals = StopSignals().install()
     from service.logs import setup_logging
-    from service.policy import PolicyError
     from service.registry import ModelHolder
     from service.server import start_server
 
@@ -108,16 +109,21 @@ def serve_forever(cfg: Config, announce: bool = True, reuse_port: bool = False, 
     holder = ModelHolder(cfg.limits)
     try:
         running = start_server(cfg, holder, reuse_port=reuse_port)
-    except PolicyError as exc:  # the file changed for the worse since the configuration was checked
-        print(f"spamgate serve: configuration error: {'; '.join(exc.errors)}", file=sys.stderr)
-        return EX_CONFIG
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, sqlite3.Error) as exc:
-        # a key file that is unreadable or no key, a feedback database that cannot be opened, ...
+    except SpamgateError as exc:
+        # PolicyError (the file changed for the worse since the configuration was checked), TlsError,
+        # TokensError, AdminSocketError, KeyFileError: 78 (model.exit_codes)
+        code = exit_code(exc)
+        why = "; ".join(getattr(exc, "errors", None) or [str(exc)])
+        what = "configuration error" if code == EX_CONFIG else "cannot start"
+        print(f"spamgate serve: {what}: {why}", file=sys.stderr)
+        return code
+    except (FileNotFoundError, PermissionError, IsADirectoryError, sqlite3.Error) as exc:
+        # a key file that is unreadable, a feedback database that cannot be opened, ...
         print(f"spamgate serve: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
     except (OSError, RuntimeError) as exc:  # e.g. the port is taken
         print(f"spamgate serve: cannot start: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     handled_hups = signals.hups  # the policy was read just now
 
     def reload() -> None:

@@ -10,10 +10,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from model.errors import SpamgateError
+from model.exit_codes import FAILURE, fail
 from model.features import FeatureConfig
 from model.limits import ParseLimits
 from model.tokens import TokenConfig
-from training.corpora import FORMATS, CorpusError
+from training.corpora import FORMATS
 from training.fit import LOSSES, TrainConfig
 from training.train import CorpusSpec
 
@@ -103,12 +105,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             calibration=args.calibration,
             class_weight=None if args.class_weight == "none" else args.class_weight,
         )
+    except ValueError as exc:  # an argument out of range (the config says which): 2, as argparse's own
+        return fail("train", exc)
+    try:
         path = train(
             _specs(args), args.out, fc, tc, exact=args.exact, n_jobs=args.jobs, progress=not args.quiet
         )
-    except (CorpusError, ValueError, OSError) as exc:
-        print(f"spamgate train: {exc}", file=sys.stderr)
-        return 2
+    except (SpamgateError, OSError) as exc:  # CorpusError, ArtifactError: 2
+        return fail("train", exc)
     manifest = json.loads((path / "manifest.json").read_text())
     print(f"wrote {path}")
     print(
@@ -130,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from model.artifact import ArtifactError, load_artifact
+    from model.artifact import load_artifact
     from model.bundled import bundled_model_path
     from training.evaluate import evaluate, format_report, plot_roc
 
@@ -139,9 +143,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from itertools import chain
 
         report = evaluate(artifact, chain.from_iterable(s.read() for s in _specs(args)))
-    except (ArtifactError, CorpusError, ValueError, OSError) as exc:
-        print(f"spamgate evaluate: {exc}", file=sys.stderr)
-        return 2
+    except (SpamgateError, OSError) as exc:  # CorpusError, ArtifactError: 2
+        return fail("evaluate", exc)
     y, p = report.pop("_scores")
     if args.roc:
         plot_roc([(f"spamgate {artifact.version}", y, p)], args.roc, "ROC")
@@ -159,7 +162,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         catalog = tomllib.loads(args.catalog.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         print(f"spamgate datasets: cannot read {args.catalog}: {exc}", file=sys.stderr)
-        return 2
+        return FAILURE
     data = args.data_dir or default_data_dir()
     print(f"data dir: {data}")
     for name, entry in catalog.get("corpus", {}).items():

@@ -22,13 +22,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.errors import DataError
+
 LABELS = {"spam": 1, "ham": 0}
 FORMATS = ("dir", "trec", "labels", "mbox", "maildir")
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 
 
-class CorpusError(ValueError):
-    """A corpus cannot be read as asked (named path and reason)."""
+class CorpusError(DataError, ValueError):
+    """A corpus (or other training input) cannot be read or used as asked (named path and reason)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from model.artifact import Artifact
 from model.scoring import Scorer
 from model.training_filter import contains, load_training_filter, message_keys
 from training import metrics
-from training.corpora import LabelledMessage
+from training.corpora import CorpusError, LabelledMessage
 
 
 def score_corpus(
@@ -52,7 +52,7 @@ def evaluate(artifact: Artifact, messages: Iterable[LabelledMessage]) -> dict[st
 
     y, p, rate = score_corpus(artifact, hashed(messages))
     if len(y) == 0:
-        raise ValueError("the evaluation corpus holds no messages")
+        raise CorpusError("the evaluation corpus holds no messages")
     out = metrics.summary(y, p, artifact.operating_points)
     out["model_version"] = artifact.version
     # How many evaluation messages the model trained on (None: the artifact keeps no filter).

@@ -17,7 +17,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from model.features import FeatureConfig, FeatureExtractor
-from training.corpora import LabelledMessage
+from training.corpora import CorpusError, LabelledMessage
 
 
 def content_sha256(labels: Iterable[int], digests: Iterable[str]) -> str:
@@ -104,7 +104,7 @@ def featurize(
         bar.update(len(y))
     bar.close()
     if not Xs:
-        raise ValueError("the corpus holds no messages")
+        raise CorpusError("the corpus holds no messages")
     return Featurized(
         X=sp.vstack(Xs, format="csr"),
         y=np.asarray(ys, dtype=np.int8),

@@ -24,6 +24,7 @@ from sklearn.svm import LinearSVC
 from model.artifact import LinearModel
 from training import metrics
 from training.calibrate import fit_calibration
+from training.corpora import CorpusError
 
 LOSSES = ("svm", "log", "sgd_log", "modified_huber")
 SGD_LOSSES = ("sgd_log", "modified_huber")
@@ -106,7 +107,7 @@ def _fit_linear(
     sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     if len(np.unique(y)) < 2:
-        raise ValueError("training data needs both spam and ham")
+        raise CorpusError("training data needs both spam and ham")
     if cfg.loss == "svm":
         # dual=True: one variable per message, not per column (12,500 vs 2^20 here), the fast
         # side when columns far outnumber messages.
@@ -210,6 +211,8 @@ def fit(
     """
     start = time.perf_counter()
     y = np.asarray(y)
+    if len(np.unique(y)) < 2:  # before KFold: one message made KFold(n_splits=1) raise sklearn's ValueError
+        raise CorpusError("training data needs both spam and ham")
     oof = np.zeros(len(y), dtype=np.float64)
     folds = KFold(
         n_splits=min(cfg.cv_folds, len(y)),

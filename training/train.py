@@ -19,7 +19,7 @@ from model.artifact import write_artifact
 from model.features import FeatureConfig
 from model.training_filter import TRAINING_DIGESTS, digest_keys
 from model.training_filter import to_bytes as filter_bytes
-from training.corpora import LabelledMessage, read_corpus
+from training.corpora import CorpusError, LabelledMessage, read_corpus
 from training.featurize import Featurized, featurize
 from training.fit import FitResult, TrainConfig, fit
 
@@ -158,7 +158,7 @@ def train(
     manifest = build_manifest(version, result, train_cfg, corpora, digest, len(data.y), command)
     if new_site:
         if len(sites) < 2:
-            raise ValueError("new-site operating points need two or more training corpora")
+            raise CorpusError("new-site operating points need two or more training corpora")
         from training.new_site import new_site_points, score_left_out, site_summary
 
         t1 = time.perf_counter()

@@ -48,7 +48,7 @@ def add_retrain_arguments(r: argparse.ArgumentParser) -> None:
         "--catch-tolerance",
         type=float,
         default=0.02,
-        help="absolute slack on catch at the FPR-0.1%% point (default 0.02)",
+        help="absolute slack on catch at FPR 0.1%% of the held-back mail (default 0.02)",
     )
     r.add_argument(
         "--max-contradicting",

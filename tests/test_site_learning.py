@@ -268,6 +268,7 @@ def test_site_layer_learns_the_reports_and_folds_into_one_vector() -> None:
     plain = fit(Xb, yb, FAST, n_jobs=1)
     assert np.array_equal(control.model.coef, plain.model.coef)  # the control is the recipe itself
     assert layered.model.coef.shape == plain.model.coef.shape  # one weight vector
+    assert all(pt["site_reports_ham"] == len(site) for pt in layered.operating_points)  # held at the site
     before, after = control.model.margin(Xr), layered.model.margin(Xr)
     assert (after < before).all() and (after < 0).mean() > 0.9  # the site's newsletters are ham now
     # the base mail is still ranked as before, and its spam still scores as spam (the layer moved the
@@ -308,3 +309,23 @@ def test_diluted_poisoning_is_held_by_the_reporter(
     assert decision["reports"]["worst_reporter"]["reporter"] == "mallory"
     assert rc == EXIT_HELD, out
     assert "'mallory'" in out and "HELD" in out
+
+
+def test_thresholds_are_raised_to_hold_on_the_site_reports() -> None:
+    from training import metrics
+    from training.site_layer import held_at_site
+
+    rng = np.random.default_rng(0)
+    yb = np.array([0] * 900 + [1] * 100)
+    pb = np.where(yb == 1, 0.99, rng.uniform(0, 0.5, len(yb)))
+    yr = np.array([0] * 40 + [1] * 10)
+    pr = np.where(yr == 1, 0.999, rng.uniform(0.6, 0.95, len(yr)))  # the site's ham scores higher
+    y, p = np.concatenate([yb, yr]), np.concatenate([pb, pr])
+    points = metrics.operating_points(y, p)
+    raised = held_at_site(points, y, p, len(yb))
+    one = next(pt for pt in raised if pt["name"] == "fpr_1%")
+    assert (
+        one["threshold"] > pr[yr == 0].max() and one["set_by"] == "site reports" and one["site_extrapolated"]
+    )
+    assert all(r["threshold"] >= q["threshold"] for r, q in zip(raised, points, strict=True))
+    assert held_at_site(points, y[:1000], p[:1000], 1000) == points  # no reported ham: unchanged

@@ -56,7 +56,8 @@ class GateConfig:
 
     roca_tolerance: relative slack on 1-ROCA% (0.05 = 5% worse allowed).
     fpr_tolerance: absolute slack on FPR at the FPR-0.1% point.
-    catch_tolerance: absolute slack on catch at the FPR-0.1% point.
+    catch_tolerance: absolute slack on catch at FPR 0.1% of the held-back mail
+        (the threshold set on that mail: a ranking measure).
     holdout: fraction of the newest base mail and trusted reports held back
         for the comparison (``training.reports.gate_split``).
     max_contradicting: the candidate is held when more than this fraction of
@@ -104,7 +105,7 @@ def corpus_summary(name: str, messages: list[LabelledMessage]) -> dict[str, Any]
 def _figures(
     y: np.ndarray, margin: np.ndarray, p: np.ndarray, points: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """1-ROCA% of the margins, FPR and catch at the model's FPR-0.1% point.
+    """1-ROCA% of the margins, FPR and catch at the model's FPR-0.1% point, catch at FPR 0.1% here.
 
     The ranking is read off the margins, not the probabilities: a model
     trained mostly on inverted labels learns a backwards calibration too
@@ -118,6 +119,11 @@ def _figures(
         "one_minus_roca_pct": metrics.one_minus_roca_pct(y, margin),
         "balanced_fpr": at["fpr"],
         "balanced_catch": at["catch"],
+        # Ranking only (the threshold set on this mail): a point raised to hold at the site
+        # (training.site_layer.held_at_site) catches less base spam by design, not by being worse.
+        "catch_at_fpr_0.1%": metrics.rates_at(y, margin, metrics.threshold_for_fpr(y, margin, 0.001))[
+            "catch"
+        ],
         "n": len(y),
     }
 
@@ -350,7 +356,7 @@ def retrain_rows(
     curves.append((comp_name, ho.y, comp_p))
     roca_ok = cand["one_minus_roca_pct"] <= comp["one_minus_roca_pct"] * (1 + gate.roca_tolerance) + 1e-9
     fpr_ok = not cand["balanced_fpr"] > comp["balanced_fpr"] + gate.fpr_tolerance
-    catch_ok = not cand["balanced_catch"] < comp["balanced_catch"] - gate.catch_tolerance
+    catch_ok = not cand["catch_at_fpr_0.1%"] < comp["catch_at_fpr_0.1%"] - gate.catch_tolerance
     gate_ok = bool(roca_ok and fpr_ok and catch_ok)
     decision["promote"] = gate_ok and not poisoned
     reasons = [
@@ -377,8 +383,8 @@ def retrain_rows(
                 not fpr_ok,
             ),
             (
-                f"catch at the FPR-0.1% point {cand['balanced_catch']:.2%} < {comp_name} "
-                f"{comp['balanced_catch']:.2%}",
+                f"catch at FPR 0.1% of the held-back mail {cand['catch_at_fpr_0.1%']:.2%} < {comp_name} "
+                f"{comp['catch_at_fpr_0.1%']:.2%}",
                 not catch_ok,
             ),
         )

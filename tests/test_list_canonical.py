@@ -14,7 +14,7 @@ import pytest
 
 from service.decide import from_domain_of, from_header_allowed, recipient_groups
 from service.lists import AddressList, canonical_ip, canonical_network
-from service.policy import Action
+from service.policy import Action, Policy
 from service.policy_file import parse_policy
 
 IP = "203.0.113.5"
@@ -174,11 +174,16 @@ def test_policy_files_canonicalise_at_load_and_at_match(tmp_path: Path) -> None:
     assert pol.section_for("boss@sub.exec.example.net")[0] == "executives"
 
 
-def test_authenticated_from_domain_is_canonical(tmp_path: Path) -> None:
+def _policy(tmp_path: Path) -> Policy:
+    """POLICY with its two list files, parsed."""
     (tmp_path / "blocked-ips.txt").write_text("198.51.100.7\n")
     (tmp_path / "blocked-senders.txt").write_text("spammer@bad.example\n")
     (tmp_path / "policy.toml").write_text(POLICY)
-    pol = parse_policy(tmp_path / "policy.toml")
+    return parse_policy(tmp_path / "policy.toml")
+
+
+def test_authenticated_from_domain_is_canonical(tmp_path: Path) -> None:
+    pol = _policy(tmp_path)
     headers = [
         ("Authentication-Results", "mx1.example.net; dmarc=pass header.from=Bank.Example."),
         ("From", "Bank <Info@BANK.example.>"),
@@ -199,10 +204,7 @@ def test_from_spoof_with_an_address_as_display_name(tmp_path: Path) -> None:
     assert from_domain_of([("From", spoof)]) == "evil.example"
     parsed = parse_address(spoof)
     assert parsed is not None and parsed.address == "x@evil.example"
-    (tmp_path / "blocked-ips.txt").write_text("198.51.100.7\n")
-    (tmp_path / "blocked-senders.txt").write_text("spammer@bad.example\n")
-    (tmp_path / "policy.toml").write_text(POLICY)
-    pol = parse_policy(tmp_path / "policy.toml")
+    pol = _policy(tmp_path)
     headers = [
         ("Authentication-Results", "mx1.example.net; dmarc=pass header.from=bank.example"),
         ("From", spoof),

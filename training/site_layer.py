@@ -50,7 +50,7 @@ from training.calibrate import fit_calibration
 from training.fit import FitResult, TrainConfig, _fit_linear, _parallel_backend
 
 # C of the layer (intercept fixed): 1 / 10 / 100 after 1,000 reports, 1-ROCA% Ling-Spam 0.098 / 0.092 /
-# (see BENCHMARKS.md), trec07p 0.0506 / 0.0486 / 0.0484: 10 takes nearly all of the gain.
+# 0.091, trec07p 0.0506 / 0.0486 / 0.0484 (BENCHMARKS.md): 10 takes nearly all of the gain.
 SITE_C = 10.0
 FIT_INTERCEPT = False
 

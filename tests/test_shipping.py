@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,15 +26,17 @@ from model.artifact import Artifact, ArtifactError, load_artifact
 from model.signing import generate_keypair, load_private_key, load_public_key, sign_artifact
 from service import ship_index
 from service.cli import main
+from service.launch import serve_command
 from service.model_registry import ModelRegistry, RegistryError
 from service.ship_index import INDEX, INDEX_SIGNATURE, Index
-from service.shipping import ShippingError, publish, pull, withdraw
+from service.shipping import DEFAULT_MIN_RATE, ShippingError, publish, pull, withdraw
 
 REPO = Path(__file__).resolve().parents[1]
+Keys = tuple[Path, Path]  # (private key file, public key file)
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return generate_keypair(tmp_path_factory.mktemp("keys") / "signing")
 
 
@@ -52,6 +53,15 @@ def version(small_model: Artifact, where: Path, name: str, key: Path | None = No
     return where / name
 
 
+def publish_signed(
+    small_model: Artifact, src: Path, priv: Path, to: Path, *names: str, make_current: bool = True
+) -> None:
+    """Make each of ``names`` in ``src`` (created if need be) signed with ``priv``; publish it to ``to``."""
+    src.mkdir(exist_ok=True)
+    for name in names:
+        publish(version(small_model, src, name, priv), to, load_private_key(priv), make_current=make_current)
+
+
 def leftovers(root: Path) -> list[str]:
     """Staging folders a pull left in a registry (there must never be any)."""
     return sorted(p.name for p in root.iterdir() if p.name.startswith(".")) if root.is_dir() else []
@@ -59,11 +69,15 @@ def leftovers(root: Path) -> list[str]:
 
 @dataclass
 class Www:
-    """A static HTTP server on 127.0.0.1 over ``root``; ``requests`` logs every path asked for."""
+    """A static HTTP server on 127.0.0.1 over ``root``; ``requests`` logs every path asked for.
+
+    Files named in ``slow`` (relative to ``root``) are sent a byte every 50 ms: a server dripping bytes.
+    """
 
     root: Path
     url: str
     requests: list[str] = field(default_factory=list)
+    slow: set[str] = field(default_factory=set)
 
 
 @pytest.fixture()
@@ -78,7 +92,20 @@ def www(tmp_path: Path) -> Iterator[Www]:
 
         def do_GET(self) -> None:
             site.requests.append(self.path)
-            super().do_GET()
+            if self.path.removeprefix("/dist/") not in site.slow:
+                super().do_GET()
+                return
+            body = (root / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for byte in body[:200]:  # bounded: at most 10 s, and over as soon as the client leaves
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.05)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -106,7 +133,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_publish_writes_a_signed_index_with_sizes_hashes_and_current(
-    tmp_path: Path, small_model: Artifact, keys: tuple[Path, Path], www: Www
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www
 ) -> None:
     priv, pub = keys
     v1 = version(small_model, tmp_path, "v1")  # unsigned: publishing with the key signs the copy
@@ -130,14 +157,10 @@ def test_publish_writes_a_signed_index_with_sizes_hashes_and_current(
 
 
 def test_a_forged_index_is_refused_after_two_small_reads(
-    tmp_path: Path,
-    small_model: Artifact,
-    keys: tuple[Path, Path],
-    www: Www,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
     priv, pub = keys
-    publish(version(small_model, tmp_path, "v1", priv), www.root, load_private_key(priv))
+    publish_signed(small_model, tmp_path, priv, www.root, "v1")
     # the stranger adds eight 60 MB versions (sparse files: no disk) and rewrites the index
     doc = json.loads((www.root / INDEX).read_bytes())
     for i in range(8):
@@ -164,15 +187,10 @@ def test_a_forged_index_is_refused_after_two_small_reads(
 
 
 def test_the_total_is_capped_before_any_version_file_is_fetched(
-    tmp_path: Path,
-    small_model: Artifact,
-    keys: tuple[Path, Path],
-    www: Www,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
     priv, pub = keys
-    for name in ("v1", "v2"):
-        publish(version(small_model, tmp_path, name, priv), www.root, load_private_key(priv))
+    publish_signed(small_model, tmp_path, priv, www.root, "v1", "v2")
     weights = (www.root / "v1" / "weights.npz").stat().st_size
     gw = tmp_path / "gw"
     assert cli_pull(www.url, gw, "--public-key", str(pub), "--max-bytes", str(weights + 100)) == 1
@@ -202,7 +220,7 @@ def test_a_file_longer_than_the_index_says_is_abandoned_at_its_size(
 
 
 def test_the_artifact_signature_is_checked_before_its_weights_are_fetched(
-    tmp_path: Path, small_model: Artifact, keys: tuple[Path, Path], www: Www
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www
 ) -> None:
     """The publisher signs the index but the version carries another key's signature: no weights read."""
     priv, pub = keys
@@ -291,22 +309,7 @@ def test_serve_on_a_registry_with_a_planted_active_folder_is_a_configuration_err
     config = tmp_path / "spamgate.toml"
     config.write_text(f'[model]\nregistry = "{reg.root}"\n')
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--config",
-            str(config),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        serve_command(["--config", str(config)]), cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 78 and "Traceback" not in r.stderr, r.stderr
     assert "no ACTIVE version" in r.stderr
@@ -393,11 +396,7 @@ def test_a_malformed_manifest_is_a_one_line_error(
 
 
 def test_without_a_key_plain_http_needs_allow_unsigned_and_nothing_is_activated(
-    tmp_path: Path,
-    small_model: Artifact,
-    keys: tuple[Path, Path],
-    www: Www,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
     publish(version(small_model, tmp_path, "v1"), www.root)
     gw = tmp_path / "gw"
@@ -423,7 +422,7 @@ def test_without_a_key_plain_http_needs_allow_unsigned_and_nothing_is_activated(
 
 
 def test_an_old_format_index_needs_allow_unsigned_and_no_key(
-    tmp_path: Path, small_model: Artifact, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, small_model: Artifact, keys: Keys, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dist = tmp_path / "dist"
     dist.mkdir()
@@ -445,19 +444,13 @@ def test_an_old_format_index_needs_allow_unsigned_and_no_key(
 
 
 def test_auto_activates_the_current_version_and_a_publisher_can_recall(
-    tmp_path: Path,
-    small_model: Artifact,
-    keys: tuple[Path, Path],
-    www: Www,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
     priv, pub = keys
     key = load_private_key(priv)
     src = tmp_path / "src"
-    src.mkdir()
-    for name in ("v1", "v2"):
-        publish(version(small_model, src, name, priv), www.root, key)
-    publish(version(small_model, src, "v3", priv), www.root, key, make_current=False)  # offered, not current
+    publish_signed(small_model, src, priv, www.root, "v1", "v2")
+    publish_signed(small_model, src, priv, www.root, "v3", make_current=False)  # offered, not current
     gw = tmp_path / "gw"
     auto = ("--public-key", str(pub), "--activate", "auto")
     assert cli_pull(www.url, gw, *auto) == 0
@@ -530,7 +523,7 @@ def test_the_loader_and_registry_refuse_a_folder_with_extras(
 
 
 def test_a_manifest_edited_after_publishing_is_caught_without_a_key(
-    tmp_path: Path, small_model: Artifact, keys: tuple[Path, Path]
+    tmp_path: Path, small_model: Artifact, keys: Keys
 ) -> None:
     dist = tmp_path / "dist"
     folder = version(small_model, tmp_path, "v1")
@@ -568,107 +561,55 @@ def test_a_manifest_edited_after_publishing_is_caught_without_a_key(
 # 9. a server dripping bytes cannot hold a pull forever
 
 
-@dataclass
-class Drip:
-    """A static HTTP server on 127.0.0.1 over ``root`` that sends ``slow`` files a byte every 50 ms."""
-
-    root: Path
-    url: str
-    slow: set[str] = field(default_factory=set)
-
-
-@pytest.fixture()
-def drip(tmp_path: Path) -> Iterator[Drip]:
-    root = tmp_path / "drip"
-    (root / "dist").mkdir(parents=True)
-    site = Drip(root / "dist", "")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: object, **k: object) -> None:
-            super().__init__(*a, directory=str(root), **k)  # type: ignore[arg-type]
-
-        def do_GET(self) -> None:
-            if self.path.removeprefix("/dist/") not in site.slow:
-                super().do_GET()
-                return
-            body = (root / self.path.lstrip("/")).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            for byte in body[:200]:  # bounded: at most 10 s, and over as soon as the client leaves
-                try:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.05)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    site.url = f"http://127.0.0.1:{httpd.server_address[1]}/dist/"
-    yield site
-    httpd.shutdown()
-    httpd.server_close()
+def pull_is_abandoned(
+    www: Www, gw: Path, match: str, timeout: float, min_rate: int = DEFAULT_MIN_RATE
+) -> None:
+    """An unsigned pull from ``www`` fails with ``match`` in 5 s, not at the server's pace; nothing kept."""
+    start = time.monotonic()
+    with pytest.raises(ShippingError, match=match):
+        pull(www.url, ModelRegistry(gw), allow_unsigned=True, timeout=timeout, min_rate=min_rate)
+    assert time.monotonic() - start < 5
+    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
 
 
 def test_a_dripping_server_is_given_up_at_the_pulls_timeout(
-    tmp_path: Path, small_model: Artifact, drip: Drip, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, small_model: Artifact, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    publish(version(small_model, tmp_path, "v1"), drip.root)
-    drip.slow = {"v1/weights.npz"}  # 1 byte per 50 ms: every read answered well within 30 s
+    publish(version(small_model, tmp_path, "v1"), www.root)
+    www.slow = {"v1/weights.npz"}  # 1 byte per 50 ms: every read answered well within 30 s
     gw = tmp_path / "gw"
-    start = time.monotonic()
-    with pytest.raises(ShippingError, match="not done by the pull's --timeout of 1 s; abandoned"):
-        pull(drip.url, ModelRegistry(gw), allow_unsigned=True, timeout=1.0)
-    assert time.monotonic() - start < 5
-    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+    pull_is_abandoned(www, gw, "not done by the pull's --timeout of 1 s; abandoned", timeout=1.0)
     # the command line: one line, exit 1; a silent index read (headers, no body) is bounded the same way
-    drip.slow = {"index.json"}
+    www.slow = {"index.json"}
     start = time.monotonic()
-    assert cli_pull(drip.url, gw, "--allow-unsigned", "--timeout", "0.5") == 1
+    assert cli_pull(www.url, gw, "--allow-unsigned", "--timeout", "0.5") == 1
     assert "index.json" in one_line_error(capsys) and time.monotonic() - start < 5
     with pytest.raises(SystemExit):  # argparse's usage error
-        main(["models", "pull", "--from", drip.url, "--registry", str(gw), "--timeout", "0"])
+        main(["models", "pull", "--from", www.url, "--registry", str(gw), "--timeout", "0"])
     assert "not a positive number of seconds: '0'" in capsys.readouterr().err
 
 
 def test_a_file_slower_than_the_minimum_rate_is_given_up_before_the_timeout(
-    tmp_path: Path, small_model: Artifact, drip: Drip, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, small_model: Artifact, www: Www, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from service import shipping
 
     monkeypatch.setattr(shipping, "GRACE_SECONDS", 0.5)
-    publish(version(small_model, tmp_path, "v1"), drip.root)
-    drip.slow = {"v1/manifest.json"}
-    gw = tmp_path / "gw"
-    start = time.monotonic()
-    with pytest.raises(ShippingError, match="not done by its deadline at --min-rate 1048576 bytes/s"):
-        pull(drip.url, ModelRegistry(gw), allow_unsigned=True, timeout=60, min_rate=1 << 20)
-    assert time.monotonic() - start < 5
-    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+    publish(version(small_model, tmp_path, "v1"), www.root)
+    www.slow = {"v1/manifest.json"}
+    match = "not done by its deadline at --min-rate 1048576 bytes/s"
+    pull_is_abandoned(www, tmp_path / "gw", match, timeout=60, min_rate=1 << 20)
 
 
 # 10. an old signed index cannot be replayed: sequence, expiry, and withdrawals remembered
 
 
 def test_a_replayed_old_index_cannot_bring_back_a_withdrawn_version(
-    tmp_path: Path,
-    small_model: Artifact,
-    keys: tuple[Path, Path],
-    www: Www,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The reviewer's steps: publish v1, v2 (keep that index), withdraw v2, pull, replay the old index."""
     priv, pub = keys
-    key = load_private_key(priv)
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("v1", "v2"):
-        publish(version(small_model, src, name, priv), www.root, key)
+    publish_signed(small_model, tmp_path / "src", priv, www.root, "v1", "v2")
     old_index, old_signature = (www.root / INDEX).read_bytes(), (www.root / INDEX_SIGNATURE).read_bytes()
     assert main(["models", "withdraw", "v2", "--to", str(www.root), "--key", str(priv)]) == 0
     gw = tmp_path / "gw"
@@ -692,18 +633,11 @@ def test_a_replayed_old_index_cannot_bring_back_a_withdrawn_version(
 
 
 def test_a_version_once_seen_withdrawn_is_never_activated_by_a_pull(
-    tmp_path: Path,
-    small_model: Artifact,
-    keys: tuple[Path, Path],
-    www: Www,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
     priv, pub = keys
     key = load_private_key(priv)
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("v1", "v2"):
-        publish(version(small_model, src, name, priv), www.root, key)
+    publish_signed(small_model, tmp_path / "src", priv, www.root, "v1", "v2")
     gw = tmp_path / "gw"
     auto = ("--public-key", str(pub), "--activate", "auto")
     assert cli_pull(www.url, gw, *auto) == 0 and ModelRegistry(gw).active() == "v2"
@@ -720,14 +654,9 @@ def test_a_version_once_seen_withdrawn_is_never_activated_by_a_pull(
 
 
 def test_expired_and_unsequenced_signed_indexes_are_refused(
-    tmp_path: Path,
-    small_model: Artifact,
-    keys: tuple[Path, Path],
-    www: Www,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, small_model: Artifact, keys: Keys, www: Www, capsys: pytest.CaptureFixture[str]
 ) -> None:
     priv, pub = keys
-    key = load_private_key(priv)
     reg = tmp_path / "src"
     reg.mkdir()
     version(small_model, reg, "v1", priv)
@@ -754,6 +683,7 @@ def test_expired_and_unsequenced_signed_indexes_are_refused(
     assert main([*publish_cli, "--valid-days", "0"]) != 0
     capsys.readouterr()
     entries = {"v1": ship_index.folder_entry(www.root / "v1")}
+    key = load_private_key(priv)
 
     def serve(index: Index) -> None:
         raw = ship_index.dumps(index)

@@ -73,12 +73,18 @@ def test_new_config_keys_defaults_and_validation() -> None:
         assert key in text
 
 
-def test_peer_host_strips_the_port() -> None:
-    assert peer_host("ipv4:127.0.0.1:51444") == "127.0.0.1"
-    assert peer_host("ipv6:[::1]:51444") == "::1"
-    assert peer_host("ipv6:%5B2001:db8::7%5D:443") == "2001:db8::7"
-    assert peer_host("unix:/run/spamgate.sock") == "unix:/run/spamgate.sock"
-    assert peer_host("unix:") == "unix:"
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("ipv4:127.0.0.1:51444", "127.0.0.1"),
+        ("ipv6:[::1]:51444", "::1"),
+        ("ipv6:%5B2001:db8::7%5D:443", "2001:db8::7"),
+        ("unix:/run/spamgate.sock", "unix:/run/spamgate.sock"),
+        ("unix:", "unix:"),
+    ],
+)
+def test_peer_host_strips_the_port(peer: str, host: str) -> None:
+    assert peer_host(peer) == host
 
 
 @contextlib.contextmanager

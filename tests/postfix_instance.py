@@ -151,7 +151,13 @@ class PostfixInstance:
 
     def delivered(self, mailbox: str) -> list[bytes]:
         new = self.root / "mail" / mailbox / "new"
-        return [f.read_bytes() for f in sorted(new.iterdir())] if new.is_dir() else []
+        if not new.is_dir():
+            return []
+        # In delivery order: a Maildir name starts with the second of delivery, and two messages
+        # delivered in the same second sorted by the rest of the name (device, inode), so "the last
+        # delivered" was sometimes the one before it (a CI failure under load).
+        files = [(f.stat().st_mtime_ns, f.name, f) for f in new.iterdir()]
+        return [f.read_bytes() for _, _, f in sorted(files)]
 
     def wait_delivered(self, mailbox: str, count: int, timeout: float = 30) -> list[bytes]:
         deadline = time.time() + timeout

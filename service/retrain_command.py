@@ -40,15 +40,17 @@ def add_retrain_arguments(r: argparse.ArgumentParser) -> None:
         default=0.15,
         help="newest fraction of base mail and of trusted reports held back for the gate",
     )
-    r.add_argument("--roca-tolerance", type=float, default=0.05, help="relative slack on 1-ROCA%%")
+    r.add_argument(
+        "--roca-tolerance", type=float, default=0.5, help="relative slack on 1-ROCA%% (default 0.5)"
+    )
     r.add_argument(
         "--fpr-tolerance", type=float, default=0.0005, help="absolute slack on FPR at the FPR-0.1%% point"
     )
     r.add_argument(
         "--catch-tolerance",
         type=float,
-        default=0.02,
-        help="absolute slack on catch at FPR 0.1%% of the held-back mail (default 0.02)",
+        default=0.08,
+        help="absolute slack on catch at FPR 0.1%% of the held-back mail (default 0.08)",
     )
     r.add_argument(
         "--max-contradicting",

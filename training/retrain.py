@@ -54,7 +54,7 @@ from training.train import build_manifest, join, new_version, training_filter_fi
 class GateConfig:
     """How much worse a candidate may be and still ship.
 
-    roca_tolerance: relative slack on 1-ROCA% (0.05 = 5% worse allowed).
+    roca_tolerance: relative slack on 1-ROCA% (0.5 = 50% worse allowed).
     fpr_tolerance: absolute slack on FPR at the FPR-0.1% point.
     catch_tolerance: absolute slack on catch at FPR 0.1% of the held-back mail
         (the threshold set on that mail: a ranking measure).
@@ -65,14 +65,18 @@ class GateConfig:
     confident: a verdict is confident below this probability or above 1 - it.
     """
 
-    roca_tolerance: float = 0.05
+    # A model that has learnt a site is meant to differ from the base recipe, and the gate judges it on
+    # base mail: honest candidates at Ling-Spam were up to 1.35x the control's 1-ROCA% there and caught
+    # up to 5.6 points less at FPR 0.1% (python bench/learn_site.py --learn, first run, with 0.05 and
+    # 0.02: every Ling-Spam candidate refused while its own site's 1-ROCA% fell from 3.0 to 0.08).
+    # Poisoned candidates are far outside (the replayed attack: 1-ROCA% from 0 to 100, i.e. backwards).
+    roca_tolerance: float = 0.5
     fpr_tolerance: float = 0.0005
     holdout: float = 0.15
     max_contradicting: float = 0.2
     confident: float = 0.05
-    # Catch at the FPR-0.1% point may fall by at most this much (absolute). Without it, a candidate
-    # poisoned into a backwards calibration passed: FPR 0% at its point because it flagged nothing.
-    catch_tolerance: float = 0.02
+    # Catch at FPR 0.1% of the held-back mail may fall by at most this much (absolute).
+    catch_tolerance: float = 0.08
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout < 0.5:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,19 +154,15 @@ def test_honest_reports_train_and_are_counted(
     reports = [Report(m, "user", False) for m in _msgs(40, seed=43, start=1e9)]
     reports += [Report(m, "admin", True) for m in _msgs(20, seed=44, start=2e9)]
     base_msgs = [LabelledMessage(m.label, m.raw, m.source, float(i)) for i, m in enumerate(_base(base))]
-    path, decision = retrain(
-        base_msgs,
-        ModelRegistry(reg).load(active),
-        tmp_path / "out",
-        SMALL,
-        FAST,
-        GateConfig(roca_tolerance=10, fpr_tolerance=1),
-        [],
-        n_jobs=1,
-        progress=False,
-        reports=reports,
-        adapt=adapt,
-    )
+
+    def run(against: Any, out: str, **kw: Any) -> tuple[Path, dict[str, Any]]:
+        gate = GateConfig(roca_tolerance=10, fpr_tolerance=1)
+        return retrain(
+            base_msgs, against, tmp_path / out, SMALL, FAST, gate, [], n_jobs=1, progress=False,
+            reports=reports, **kw,
+        )
+
+    path, decision = run(ModelRegistry(reg).load(active), "out", adapt=adapt)
     assert decision["promote"] and "held" not in decision
     assert decision["reports"]["method"].startswith("site layer" if adapt == "site_layer" else "refit, each")
     assert decision["reports"]["training"] == 57 and decision["holdout"]["trusted_reports"] == 3
@@ -181,18 +178,7 @@ def test_honest_reports_train_and_are_counted(
     assert contains(filt, untrusted).all()  # every untrusted report is training mail
     # the next retrain splits the base mail the same way: the candidate it replaces never saw the
     # held-back mail, so it is compared with that model itself
-    _, again = retrain(
-        base_msgs,
-        art,
-        tmp_path / "out2",
-        SMALL,
-        FAST,
-        GateConfig(roca_tolerance=10, fpr_tolerance=1),
-        [],
-        n_jobs=1,
-        progress=False,
-        reports=reports,
-    )
+    _, again = run(art, "out2")
     assert again["compared_with"]["kind"] == "active" and again["reference"]["trained_on_holdout"] == 0
 
 

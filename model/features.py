@@ -286,20 +286,20 @@ class FeatureExtractor:
 
     def transform_views(self, views: Sequence[MessageView]) -> sp.csr_matrix:
         """Rows for parsed messages (hash collisions as repeated entries, see ``_assemble``)."""
+        return self._rows(views)[0]
+
+    def _rows(self, views: Sequence[MessageView]) -> tuple[sp.csr_matrix, list[dict[str, float]], np.ndarray]:
         values = [self._token_values(self.tokens(v)) for v in views]
         grams = [self.grams(v) for v in views]
         heur = [heuristic_values(v) for v in views]
-        return self._assemble(values, grams, heur, canonical=False)[0]
+        m, tcols, _ = self._assemble(values, grams, heur, canonical=False)
+        return m, values, tcols
 
     def transform_with_tokens(
         self, raws: Iterable[bytes]
     ) -> tuple[sp.csr_matrix, list[list[str]], list[np.ndarray]]:
         """Rows plus each message's tokens and their columns (for ``model.evidence``)."""
-        views = [self.parse(r) for r in raws]
-        values = [self._token_values(self.tokens(v)) for v in views]
-        grams = [self.grams(v) for v in views]
-        heur = [heuristic_values(v) for v in views]
-        m, tcols, _ = self._assemble(values, grams, heur, canonical=False)
+        m, values, tcols = self._rows([self.parse(r) for r in raws])
         bounds = np.cumsum([len(v) for v in values])[:-1]
         return m, [list(v) for v in values], np.split(tcols, bounds)
 

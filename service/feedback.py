@@ -125,27 +125,25 @@ class FeedbackStore:
         # reports a minute of 512 KiB fill 1 GiB in 34 minutes).
         self.max_reporter_bytes = max_reporter_bytes or max_store_bytes // 4
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Reported mail is users' mail: the database and its WAL/SHM files are the service's alone
-        # (they were 0644). The umask covers the files SQLite creates now; chmod the ones that exist.
-        old_umask = os.umask(0o077)
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            have = {r[1] for r in self._db.execute("PRAGMA table_info(reports)").fetchall()}
-            for name, decl in _ADDED_COLUMNS.items():
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE reports ADD COLUMN {name} {decl}")
-            mcols = {r[1] for r in self._db.execute("PRAGMA table_info(messages)").fetchall()}
-            if "added_by" not in mcols:
-                self._db.execute("ALTER TABLE messages ADD COLUMN added_by TEXT NOT NULL DEFAULT ''")
-        finally:
-            os.umask(old_umask)
+        # Reported mail is users' mail: the database is the service's alone (it was 0644). Created
+        # 0600 before SQLite opens it; SQLite gives its -wal and -shm files the database file's mode.
+        # (Not a umask: that is process-wide, and the server's other threads create files too.)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         for suffix in ("", "-wal", "-shm"):
             f = Path(str(self.path) + suffix)
             if f.is_file() and not f.is_symlink():
                 f.chmod(0o600)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(reports)").fetchall()}
+        for name, decl in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE reports ADD COLUMN {name} {decl}")
+        mcols = {r[1] for r in self._db.execute("PRAGMA table_info(messages)").fetchall()}
+        if "added_by" not in mcols:
+            self._db.execute("ALTER TABLE messages ADD COLUMN added_by TEXT NOT NULL DEFAULT ''")
         db = self._db
         self._bytes = int(db.execute("SELECT COALESCE(SUM(LENGTH(raw)), 0) FROM messages").fetchone()[0])
         self._bytes += int(db.execute(f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM reports").fetchone()[0])

@@ -12,6 +12,7 @@ which costs at most one more burst.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
@@ -53,8 +54,6 @@ def peer_network(peer: str) -> str:
     Per address, a caller with many source addresses (all of 127/8, an IPv6 /64) got the limit
     once per address (issue 16 review: 600 reports in 6.5 s from 10 loopback addresses).
     """
-    import ipaddress
-
     host = peer_host(peer)
     try:
         ip = ipaddress.ip_address(host)

@@ -45,14 +45,14 @@ serve: $(STAMP)
 ## The whole test suite, plus lint and type checks (includes the real-Postfix milter test).
 test: $(MILTER_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy model training service bench
+	$(BIN)/mypy -p spamgate bench
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy model training service bench
+	$(BIN)/mypy -p spamgate bench
 
 ## Run the milter for Postfix/Sendmail against a running `make serve`.
 milter: $(MILTER_STAMP)
@@ -60,7 +60,7 @@ milter: $(MILTER_STAMP)
 
 ## Regenerate the gRPC stubs from protos/ (a test fails when they are stale).
 proto: $(STAMP)
-	$(BIN)/python -m service.proto_build
+	$(BIN)/python -m spamgate.service.api.proto_build
 
 ## Unpack the shared corpora (outside git) and retrain the bundled model.
 $(DATA)/.unpacked:
@@ -69,7 +69,7 @@ $(DATA)/.unpacked:
 	touch $@
 
 default-model: $(STAMP) $(DATA)/.unpacked
-	$(BIN)/python -m training.default_model --data $(DATA)
+	$(BIN)/python -m spamgate.training.default_model --data $(DATA)
 
 bench: $(STAMP) $(DATA)/.unpacked
 	$(BIN)/python bench/accuracy.py --data $(DATA)

@@ -28,13 +28,14 @@ from joblib import Parallel, delayed
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, peer_split, random_corpus_split, update_section
-from model.features import FeatureConfig, FeatureExtractor
-from model.hashing import byte_ngrams
-from model.message import MessageView
-from model.tokens import TokenConfig
-from training import metrics
-from training.corpora import LabelledMessage, read_corpus
-from training.fit import TrainConfig, fit
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.model.hashing import byte_ngrams
+from spamgate.model.labelled import LabelledMessage
+from spamgate.model.message import MessageView
+from spamgate.model.tokens import TokenConfig
+from spamgate.training import metrics
+from spamgate.training.corpora import read_corpus
+from spamgate.training.fit import TrainConfig, fit
 
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 

@@ -33,9 +33,9 @@ from bench.common import (
     scoring_rate,
     update_section,
 )
-from model.features import FeatureConfig
-from training.evaluate import plot_roc
-from training.fit import TrainConfig
+from spamgate.model.features import FeatureConfig
+from spamgate.training.evaluate import plot_roc
+from spamgate.training.fit import TrainConfig
 
 DEFAULT_SPLITS = "S1,S2,csdmc2010,enron_spam,lingspam"
 BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"

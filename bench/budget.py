@@ -2,7 +2,7 @@
 
     python bench/budget.py --data DATA [--split S2] [--messages 3000] [--budget-ms 500]
 
-Scoring moved into worker processes (``service.scoring_pool``) so that a
+Scoring moved into worker processes (``service.scoring.pool``) so that a
 message over ``[limits] cpu_budget_ms`` can be killed. That adds a pipe
 round trip and a JSON answer per message. This benchmark scores the same
 messages (the test half of a peers' split) one at a time, as the server
@@ -36,9 +36,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, peer_split, reference_loop_seconds, run_facts, update_section
-from model.bundled import bundled_model_path
-from service.registry import ModelHolder
-from service.scoring_pool import ScoringPool, _proc_cpu_seconds
+from spamgate.model.bundled import bundled_model_path
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.pool import ScoringPool, _proc_cpu_seconds
 
 BEGIN, END = "<!-- budget:begin -->", "<!-- budget:end -->"
 
@@ -150,7 +150,7 @@ Command: `{result["command"]}` ({result["date"]}, {result["machine"]}; reference
 alternate in chunks of 250, each chunk's fastest of {args.repeat} runs).
 
 Scoring runs in worker processes that are killed when a message uses more than `[limits]
-cpu_budget_ms` ({args.budget_ms} ms) of CPU (`service/scoring_pool.py`). CPU is counted over both
+cpu_budget_ms` ({args.budget_ms} ms) of CPU (`service/scoring/pool.py`). CPU is counted over both
 processes (the caller and the worker, from `/proc`).
 
 | path | wall ms / message | CPU ms / message |

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from model.features import FeatureConfig, FeatureExtractor
-from training import metrics
-from training.corpora import LabelledMessage, read_corpus
-from training.featurize import Featurized, featurize
-from training.fit import FitResult, TrainConfig, fit
-from training.splits import random_split
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.model.labelled import LabelledMessage
+from spamgate.training import metrics
+from spamgate.training.corpora import read_corpus
+from spamgate.training.featurize import Featurized, featurize
+from spamgate.training.fit import FitResult, TrainConfig, fit
+from spamgate.training.splits import random_split
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS = REPO.parent / "shared" / "peers"

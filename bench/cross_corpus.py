@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ablation import base_configs, describe, parse_all, score_variant, table_cells
 from bench.common import PEERS, REPO, peer_split, update_section
-from training.corpora import LabelledMessage, read_corpus
+from spamgate.model.labelled import LabelledMessage
+from spamgate.training.corpora import read_corpus
 
 BEGIN, END = "<!-- cross:begin -->", "<!-- cross:end -->"
 

@@ -2,7 +2,7 @@
 
     python bench/feedback_kill.py [--rounds 20] [--threads 4] [--seed 0]
 
-Each round starts ``spamgate serve`` (``service.launch.start_serve``, the
+Each round starts ``spamgate serve`` (``service.api.launch.start_serve``, the
 bundled model, ``[feedback] db`` in a temporary folder, the same file every
 round), and ``--threads`` clients file ``ReportFeedback`` calls as fast as
 they can: unique generated messages by their bytes, and (one of the threads)
@@ -12,7 +12,7 @@ their first message). At a seeded random moment
 (``--min-seconds`` to ``--max-seconds`` after the first acknowledgement) the
 server is killed with SIGKILL. Then:
 
-- the store is opened here (``service.feedback.FeedbackStore``) and checked:
+- the store is opened here (``service.lifecycle.feedback_store.FeedbackStore``) and checked:
   ``PRAGMA integrity_check`` must say ok, and every report the clients got a
   ``FeedbackResponse`` for must be in it (``history`` of its sha256 holds a
   report with that label and reporter); one that is not is *lost*;
@@ -28,7 +28,7 @@ bench/results/feedback_kill.json (``--no-write`` prints only).
 
 Only process death is tested: a killed process's committed writes are in the
 kernel's page cache and survive it whatever the fsync settings. Power loss is
-what ``synchronous=FULL`` is for (``service/feedback.py``), and is not
+what ``synchronous=FULL`` is for (``service/lifecycle/feedback_store.py``), and is not
 simulated here.
 """
 
@@ -55,10 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, run_facts
 from bench.loadgen import process_tree, write_config
-from service.client import SpamGateClient
-from service.feedback import FeedbackStore
-from service.launch import start_serve
-from service.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.client import SpamGateClient
+from spamgate.service.api.launch import start_serve
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.lifecycle.feedback_store import FeedbackStore
 from tests.mail import make
 
 LABELS = {pb.FEEDBACK_LABEL_SPAM: "spam", pb.FEEDBACK_LABEL_HAM: "ham"}

@@ -39,10 +39,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.artifact import load_artifact
-from model.bundled import bundled_model_path
-from model.features import FeatureExtractor
-from model.parse import parse_message
+from spamgate.model.artifact import load_artifact
+from spamgate.model.bundled import bundled_model_path
+from spamgate.model.features import FeatureExtractor
+from spamgate.model.parse import parse_message
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "fuzz.json"

@@ -71,18 +71,19 @@ from joblib import Parallel, delayed
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, corpus_listing_key, peer_split, update_section
-from model.familiarity import FamiliarityCheck
-from model.features import FEATURE_VERSION, FeatureConfig, FeatureExtractor, RowParts
-from model.hashing import byte_ngrams
-from model.heuristics import HEURISTIC_NAMES, heuristic_values
-from model.message import MessageView
-from model.tokens import TokenCounts, message_tokens
-from training import metrics
-from training.corpora import LabelledMessage, read_corpus
-from training.default_model import CORPORA, FEATURES, TRAINING
-from training.featurize import Featurized
-from training.fit import TrainConfig, fit
-from training.train import deduplicate, in_time_order, join
+from spamgate.model.familiarity import FamiliarityCheck
+from spamgate.model.features import FEATURE_VERSION, FeatureConfig, FeatureExtractor, RowParts
+from spamgate.model.hashing import byte_ngrams
+from spamgate.model.heuristics import HEURISTIC_NAMES, heuristic_values
+from spamgate.model.labelled import LabelledMessage
+from spamgate.model.message import MessageView
+from spamgate.model.tokens import TokenCounts, message_tokens
+from spamgate.training import metrics
+from spamgate.training.corpora import read_corpus
+from spamgate.training.default_model import CORPORA, FEATURES, TRAINING
+from spamgate.training.featurize import Featurized
+from spamgate.training.fit import TrainConfig, fit
+from spamgate.training.train import deduplicate, in_time_order, join
 
 BEGIN, END = "<!-- language-families:begin -->", "<!-- language-families:end -->"
 MULTI_SET = REPO / "tests" / "multilingual"
@@ -392,7 +393,7 @@ def _join(parts: list[Featurized]) -> Featurized:
 def family_weights(
     variant: str, coef: np.ndarray, tokens: list[str], msgs: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    from model.hashing import token_columns
+    from spamgate.model.hashing import token_columns
 
     n_hash = FEATURES.n_hash
     out: dict[str, Any] = {}

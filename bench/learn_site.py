@@ -55,15 +55,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, run_facts, update_section
 from bench.new_site import load_site
-from model.artifact import load_artifact, write_artifact
-from model.features import FEATURE_VERSION
-from training import metrics
-from training.default_model import CORPORA, FEATURES, TRAINING
-from training.featurize import Featurized
-from training.fit import _fit_linear, fit
-from training.retrain import ADAPT, ADAPTS, GateConfig, retrain_rows
-from training.site_layer import fit_layer
-from training.train import build_manifest, deduplicate, join, new_version, training_filter_files
+from spamgate.model.artifact import load_artifact, write_artifact
+from spamgate.model.features import FEATURE_VERSION
+from spamgate.training import metrics
+from spamgate.training.default_model import CORPORA, FEATURES, TRAINING
+from spamgate.training.featurize import Featurized
+from spamgate.training.fit import _fit_linear, fit
+from spamgate.training.retrain import ADAPT, ADAPTS, GateConfig, retrain_rows
+from spamgate.training.site_layer import fit_layer
+from spamgate.training.train import build_manifest, deduplicate, join, new_version, training_filter_files
 
 SITES = {"lingspam": [*CORPORA], "trec07p_dev": [c for c in CORPORA if c != "trec07p_dev"]}
 COMPARE_AT = (100, 500, 1000)

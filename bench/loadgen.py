@@ -21,8 +21,8 @@ from typing import Any
 
 import grpc
 
-from service.client import SpamGateClient, envelope
-from service.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.client import SpamGateClient, envelope
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
 from tests.mail import generated_corpus, html, make, multipart
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -5,7 +5,7 @@
 Scores every message under tests/multilingual/{ham,spam}/<lang>/ exactly as
 the service would on a fresh install: the bundled model (or ``--model``)
 and the built-in "balanced" policy (TAG at FPR 1%, REROUTE at 0.1%, REJECT
-at 0.01%), through ``service.verdict.build_verdict``. Prints one row per
+at 0.01%), through ``service.scoring.verdict.build_verdict``. Prints one row per
 language: ham delivered / tagged / rerouted-or-worse, spam caught (any
 action above DELIVER), mean p of ham and of spam, then every ham message
 that was not delivered with its p and strongest reasons. Writes the
@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.bundled import bundled_model_path
-from service.policy import Action, Policy
-from service.registry import ModelHolder
-from service.verdict import Request, build_verdict
+from spamgate.model.bundled import bundled_model_path
+from spamgate.service.policy.settings import Action, Policy
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Request, build_verdict
 
 REPO = Path(__file__).resolve().parents[1]
 SET = REPO / "tests" / "multilingual"
@@ -127,7 +127,7 @@ def render(rows: list[dict[str, Any]], records: list[dict[str, Any]], thresholds
 def shared_ham_flags(scorer: Any, data: Path) -> dict[str, tuple[int, int]]:
     """(ham, flagged unfamiliar) for S1's and S2's test halves and up to 3,000 ham of other corpora."""
     from bench.common import peer_split
-    from training.corpora import read_corpus
+    from spamgate.training.corpora import read_corpus
 
     sets: dict[str, list[bytes]] = {}
     for split in ("S1", "S2"):

@@ -11,7 +11,7 @@ training mail. Ling-Spam, not in the recipe, is scored by the full recipe
 (the committed bundled model when it is exactly the recipe's output on these
 corpora, else a fresh fit).
 
-The policy is the default one (``service.policy.PRESETS["balanced"]``: TAG at
+The policy is the default one (``service.policy.settings.PRESETS["balanced"]``: TAG at
 FPR 1%, REROUTE at 0.1%, REJECT at 0.01%) resolved, as a fresh install
 resolves it, against **new-site operating points** (``new_site_points``) —
 computed here from the *other* sites' leave-one-out runs only, so the site
@@ -59,18 +59,18 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, corpus_listing_key, update_section
-from model.artifact import ArtifactError, LinearModel, load_artifact
-from model.bundled import bundled_model_path
-from model.familiarity import FamiliarityCheck
-from model.features import FEATURE_VERSION, FeatureConfig, FeatureExtractor
-from service.policy import PRESETS, Action, Policy, Settings
-from training import metrics
-from training.corpora import read_corpus
-from training.default_model import CORPORA, FEATURES, TRAINING
-from training.featurize import Featurized, featurize
-from training.fit import fit
-from training.new_site import SiteScores, fit_without, new_site_points
-from training.train import deduplicate, in_time_order, join
+from spamgate.model.artifact import ArtifactError, LinearModel, load_artifact
+from spamgate.model.bundled import bundled_model_path
+from spamgate.model.familiarity import FamiliarityCheck
+from spamgate.model.features import FEATURE_VERSION, FeatureConfig, FeatureExtractor
+from spamgate.service.policy.settings import PRESETS, Action, Policy, Settings
+from spamgate.training import metrics
+from spamgate.training.corpora import read_corpus
+from spamgate.training.default_model import CORPORA, FEATURES, TRAINING
+from spamgate.training.featurize import Featurized, featurize
+from spamgate.training.fit import fit
+from spamgate.training.new_site import SiteScores, fit_without, new_site_points
+from spamgate.training.train import deduplicate, in_time_order, join
 
 BEGIN, END = "<!-- new-site:begin -->", "<!-- new-site:end -->"
 EXTRA = ("lingspam",)  # shared corpora outside the recipe: scored by the full recipe
@@ -543,8 +543,8 @@ def sa_figures(y: np.ndarray, scores: np.ndarray, peers: dict[str, Any], added: 
 
 def multilingual(loso_points: list[dict[str, Any]]) -> dict[str, Any]:
     """The bundled model on tests/multilingual with its own policy points and with the left-out runs'."""
-    from service.registry import ModelHolder
-    from service.verdict import Request, build_verdict
+    from spamgate.service.scoring.model_holder import ModelHolder
+    from spamgate.service.scoring.verdict import Request, build_verdict
 
     holder = ModelHolder()
     scorer = holder.load(bundled_model_path())

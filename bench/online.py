@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ablation import base_configs, parse_all, rows
 from bench.common import PEERS, REPO, peer_split, update_section
-from model.message import MessageView
-from training import metrics
-from training.fit import TrainConfig, fit
+from spamgate.model.message import MessageView
+from spamgate.training import metrics
+from spamgate.training.fit import TrainConfig, fit
 
 BEGIN, END = "<!-- online:begin -->", "<!-- online:end -->"
 

@@ -2,7 +2,7 @@
 
     python bench/overload.py [--max-rpcs 8] [--seconds 20] [--backoff-ms 20] [--no-baseline]
 
-Starts a real ``spamgate serve`` (``service.launch.start_serve``) with
+Starts a real ``spamgate serve`` (``service.api.launch.start_serve``) with
 ``[server] max_concurrent_rpcs = N`` and runs 2 × N client threads, each a
 closed loop of ``Classify`` calls with CPU-heavy but legitimate messages (a
 newsletter-style HTML message near the parser's byte limit, ~500 KB, with
@@ -40,9 +40,9 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO
-from service.client import SpamGateClient, envelope
-from service.launch import start_serve
-from service.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.client import SpamGateClient, envelope
+from spamgate.service.api.launch import start_serve
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
 
 _TEXT = """quarterly report meeting schedule project update invoice customer support team review
 budget release notes conference travel agenda minutes proposal contract delivery shipment order

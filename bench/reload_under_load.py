@@ -3,7 +3,7 @@
     python bench/reload_under_load.py [--rate 50] [--seconds 120] [--baseline-seconds 15]
                                       [--policy-every 0.5] [--switch-every 3]
 
-Starts ``spamgate serve`` (``service.launch.start_serve``) serving from a
+Starts ``spamgate serve`` (``service.api.launch.start_serve``) serving from a
 model registry that holds the bundled model twice, under two version names
 (``bundled-a``, ``bundled-b``: the same weights, so verdicts stay comparable),
 with a policy file and a feedback store, all in a temporary folder. The load
@@ -23,7 +23,7 @@ After ``--baseline-seconds`` of load alone, for ``--seconds``:
   tried too and reported apart: nothing in the file says it is incomplete, which
   is why the README asks for write-then-rename.
 - **model**: every ``--switch-every`` seconds ``spamgate models activate`` (run
-  in process: ``service.cli.main``) switches the registry's ACTIVE version to
+  in process: ``service.cli.main.main``) switches the registry's ACTIVE version to
   the other one; the server follows it (registry watch, 0.5 s, or the next
   SIGHUP). Time until ``GetModelInfo`` reports it is recorded.
 
@@ -58,12 +58,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, reference_loop_seconds, run_facts
 from bench.loadgen import SteadyLoad, percentile, write_config
-from model.bundled import bundled_model_path
-from service.cli import main as spamgate
-from service.client import SpamGateClient
-from service.launch import start_serve
-from service.model_registry import ModelRegistry
-from service.proto_gen import spamgate_pb2 as pb
+from spamgate.model.bundled import bundled_model_path
+from spamgate.service.api.client import SpamGateClient
+from spamgate.service.api.launch import start_serve
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.cli.main import main as spamgate
+from spamgate.service.lifecycle.model_registry import ModelRegistry
 
 POLICIES = {
     "A": 'version = "A"\nsensitivity = "balanced"\nblock_action = "DELETE"\n\n'

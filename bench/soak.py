@@ -2,7 +2,7 @@
 
     python bench/soak.py [--rate 50] [--seconds 600] [--threads 6] [--pathological-every 100]
 
-Starts ``spamgate serve`` (``service.launch.start_serve``: the default
+Starts ``spamgate serve`` (``service.api.launch.start_serve``: the default
 configuration, the bundled model, plus a feedback store in a temporary
 folder so that ``ReportFeedback`` by ``verdict_id`` works) and classifies at
 ``--rate`` messages/s, open-loop (``bench/loadgen.py``), from a few client
@@ -14,7 +14,7 @@ without ``@``, long From/To/Cc, 300 MIME parts, an encoded-word storm, a
 
 Every ``--sample-seconds`` it samples the server's process tree from
 ``/proc`` (the server and its scoring workers, which run in child processes;
-see ``service/scoring_pool.py``): RSS summed over the tree (pages shared
+see ``service/scoring/pool.py``): RSS summed over the tree (pages shared
 between forked workers counted in each), PSS summed (shared pages split: the
 real total), and CPU seconds (user + system, including reaped workers).
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, reference_loop_seconds, run_facts
 from bench.loadgen import SteadyLoad, sample_tree, write_config
-from service.launch import start_serve
+from spamgate.service.api.launch import start_serve
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,9 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, fastest, reference_loop_seconds, update_section
-from model.features import FeatureExtractor
-from model.heuristics import heuristic_values
-from training.corpora import read_corpus
+from spamgate.model.features import FeatureExtractor
+from spamgate.model.heuristics import heuristic_values
+from spamgate.training.corpora import read_corpus
 
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 

@@ -30,10 +30,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, peer_split, run, update_section
-from model.evidence import DEFAULT_RULE, EvidenceRule
-from model.features import FeatureConfig, FeatureExtractor
-from training import metrics
-from training.fit import TrainConfig
+from spamgate.model.evidence import DEFAULT_RULE, EvidenceRule
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.training import metrics
+from spamgate.training.fit import TrainConfig
 
 BEGIN, END = "<!-- thin:begin -->", "<!-- thin:end -->"
 

@@ -27,9 +27,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, update_section
-from service.client import SpamGateClient
-from service.launch import start_serve
-from training.corpora import read_corpus
+from spamgate.service.api.client import SpamGateClient
+from spamgate.service.api.launch import start_serve
+from spamgate.training.corpora import read_corpus
 
 BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from model import atomic
-from model.calibration import Calibration
-from model.errors import DataError
-from model.features import FEATURE_VERSION, FeatureConfig
-from model.heuristics import HEURISTIC_NAMES
+from spamgate.model import atomic
+from spamgate.model.calibration import Calibration
+from spamgate.model.errors import DataError
+from spamgate.model.features import FEATURE_VERSION, FeatureConfig
+from spamgate.model.heuristics import HEURISTIC_NAMES
 
 FORMAT = "spamgate-model/1"
 MANIFEST = "manifest.json"

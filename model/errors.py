@@ -17,7 +17,7 @@ one of three categories that say what its caller should do about it:
   ``ErrorKind``) says which; it alone decides the gRPC status.
 
 What an error becomes is decided in one place each: ``model.exit_codes``
-(a command's exit code) and ``service.status_codes`` (a gRPC status).
+(a command's exit code) and ``service.api.status_codes`` (a gRPC status).
 Commands catch ``SpamgateError`` (and ``OSError``), never ``ValueError``: a
 ``ValueError`` from anywhere else is a bug and is left to show as one.
 
@@ -36,7 +36,10 @@ import enum
 
 
 class ErrorKind(enum.Enum):
-    """Why a call got no answer; each maps to the gRPC status of the same name (``service.status_codes``)."""
+    """Why a call got no answer; each maps to the gRPC status of the same name.
+
+    The mapping is ``service.api.status_codes``.
+    """
 
     INVALID_ARGUMENT = "invalid_argument"
     DEADLINE_EXCEEDED = "deadline_exceeded"

@@ -4,7 +4,7 @@ Commands catch ``SpamgateError`` (and ``OSError``), print one line and return
 ``exit_code(exc)``; none picks a number for an error class itself. A command's
 own outcomes (``check``'s verdicts 0-4, ``retrain``'s 1 and 3, ``models pull``'s
 1) are its own business and documented with it. Here, not in ``service/``:
-``spamgate train`` and ``evaluate`` (``training.cli``) use it too, and
+``spamgate train`` and ``evaluate`` (``training.train_commands``) use it too, and
 ``training`` never imports ``service``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from model.errors import ConfigurationError, ErrorKind, ServiceError
+from spamgate.model.errors import ConfigurationError, ErrorKind, ServiceError
 
 FAILURE = 2  # what every command has exited with on a failure since the first release (argparse's too)
 EX_TEMPFAIL = 75  # sysexits.h: try again later (the MTA retries)

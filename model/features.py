@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.hashing import byte_ngram_columns, byte_ngrams, token_columns
-from model.heuristics import HEURISTIC_NAMES, heuristic_values
-from model.limits import ParseLimits
-from model.message import MessageView
-from model.parse import MAX_RAW_PREFIX, parse_message
-from model.tokens import TokenConfig, TokenCounts, message_tokens
+from spamgate.model.hashing import byte_ngram_columns, byte_ngrams, token_columns
+from spamgate.model.heuristics import HEURISTIC_NAMES, heuristic_values
+from spamgate.model.limits import ParseLimits
+from spamgate.model.message import MessageView
+from spamgate.model.parse import MAX_RAW_PREFIX, parse_message
+from spamgate.model.tokens import TokenConfig, TokenCounts, message_tokens
 
 # Bump when any change to parsing, tokens, heuristics or hashing would give a
 # different row for the same bytes and parameters. An artifact records this

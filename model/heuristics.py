@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from model.message import MessageView
-from model.urls import is_ip_literal, is_shortener, parent_domains, url_host
+from spamgate.model.message import MessageView
+from spamgate.model.urls import is_ip_literal, is_shortener, parent_domains, url_host
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
-from model.limits import ParseLimits
+from spamgate.model.limits import ParseLimits
 
 # One header field: a name of printable ASCII without ":", then the value with its continuation lines.
 _HEADER_FIELD = re.compile(r"([!-9;-~]+):([^\n]*(?:\n[ \t][^\n]*)*)\n?")

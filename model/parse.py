@@ -25,11 +25,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from model.html_text import html_to_text
-from model.limits import ParseLimits
-from model.message import Address, Attachment, Link, MessageView, ReceivedHop
-from model.mime import Part, split_message
-from model.urls import find_urls, url_host
+from spamgate.model.html_text import html_to_text
+from spamgate.model.limits import ParseLimits
+from spamgate.model.message import Address, Attachment, Link, MessageView, ReceivedHop
+from spamgate.model.mime import Part, split_message
+from spamgate.model.urls import find_urls, url_host
 
 DEFAULT_LIMITS = ParseLimits()
 # Raw bytes kept in the view for byte n-gram features (model.features).

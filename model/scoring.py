@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from model.artifact import Artifact
-from model.evidence import DEFAULT_RULE, OFF, EvidenceRule
-from model.familiarity import FamiliarityCheck
-from model.features import FeatureExtractor, RowParts
-from model.heuristics import HEURISTIC_NAMES
+from spamgate.model.artifact import Artifact
+from spamgate.model.evidence import DEFAULT_RULE, OFF, EvidenceRule
+from spamgate.model.familiarity import FamiliarityCheck
+from spamgate.model.features import FeatureExtractor, RowParts
+from spamgate.model.heuristics import HEURISTIC_NAMES
 
 
 @dataclass(frozen=True)

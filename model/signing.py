@@ -17,9 +17,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from model import atomic
-from model.artifact import MANIFEST, ArtifactError
-from model.errors import ConfigurationError
+from spamgate.model import atomic
+from spamgate.model.artifact import MANIFEST, ArtifactError
+from spamgate.model.errors import ConfigurationError
 
 SIGNATURE = "signature.ed25519"
 

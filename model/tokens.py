@@ -16,8 +16,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 
-from model.message import MessageView
-from model.urls import is_ip_literal, parent_domains
+from spamgate.model.message import MessageView
+from spamgate.model.urls import is_ip_literal, parent_domains
 
 # Words: runs of letters/digits, allowing inner ' . - (so "e-mail", "don't"
 # and "v1.2" stay one token). No-space scripts (CJK, Thai…) are cut out first

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.artifact import ArtifactError
+from spamgate.model.artifact import ArtifactError
 
 TRAINING_DIGESTS = "training_digests.npy"
 _DTYPE = np.dtype(">u8")

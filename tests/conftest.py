@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from model.artifact import Artifact, load_artifact
-from model.features import FeatureConfig
-from service.client import SpamGateClient
+from spamgate.model.artifact import Artifact, load_artifact
+from spamgate.model.features import FeatureConfig
+from spamgate.service.api.client import SpamGateClient
+from spamgate.training.fit import TrainConfig
+from spamgate.training.train import CorpusSpec, train
 from tests.mail import generated_corpus
-from training.fit import TrainConfig
-from training.train import CorpusSpec, train
 
 
 def write_corpus(root: Path, n: int = 200, seed: int = 3, flip: bool = False) -> Path:
@@ -56,8 +56,8 @@ def serve_with_policy(
 
     The client yielded is on TCP; admin calls go to ``admin_socket`` (``unix:PATH``).
     """
-    from service.config import load_config, with_server
-    from service.server import start_server
+    from spamgate.service.api.server import start_server
+    from spamgate.service.runtime.config import load_config, with_server
 
     assert model.path is not None
     overrides: dict[str, dict[str, Any]] = {

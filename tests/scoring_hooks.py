@@ -20,7 +20,7 @@ def misbehave_on_marker() -> None:
     """Wrap ``Scorer.score``: spin on ``SPIN_MARKER``, die on ``CRASH_MARKER``."""
     import os
 
-    import model.scoring as scoring
+    import spamgate.model.scoring as scoring
 
     original = scoring.Scorer.score
 

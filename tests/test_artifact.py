@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.artifact import ArtifactError, LinearModel, load_artifact, write_artifact
-from model.bundled import bundled_model_path
-from model.calibration import Calibration
-from model.features import FeatureConfig
-from model.scoring import Scorer
+from spamgate.model.artifact import ArtifactError, LinearModel, load_artifact, write_artifact
+from spamgate.model.bundled import bundled_model_path
+from spamgate.model.calibration import Calibration
+from spamgate.model.features import FeatureConfig
+from spamgate.model.scoring import Scorer
 from tests.mail import make
 
 CFG = FeatureConfig(n_bits=12)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model import atomic
+from spamgate.model import atomic
 
 
 def test_write_file_replaces_durably_and_leaves_no_temp(

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.online import figures, judge_in_time_order, median_span_days
-from model.features import FeatureConfig, FeatureExtractor
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.training.fit import TrainConfig
 from tests.mail import generated_corpus
-from training.fit import TrainConfig
 
 
 def test_judged_by_the_model_current_at_arrival() -> None:

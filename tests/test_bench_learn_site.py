@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench.learn_site import site_split, targets
-from training.featurize import Featurized
+from spamgate.training.featurize import Featurized
 
 
 def _rows(n: int, order: list[float | None], digests: list[str]) -> Featurized:

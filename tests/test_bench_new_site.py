@@ -15,8 +15,8 @@ from bench.new_site import (
     token_cols,
     token_counts,
 )
-from model.features import FeatureConfig, FeatureExtractor
-from service.policy import Action
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.service.policy.settings import Action
 from tests.conftest import write_corpus
 from tests.mail import generated_corpus, make
 

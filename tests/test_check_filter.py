@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from model.artifact import Artifact
-from service.mta import Plan, rewrite_message, tagged_subject
+from spamgate.model.artifact import Artifact
+from spamgate.service.mta.plan import Plan, rewrite_message, tagged_subject
 from tests.mail import make
 
 REPO = Path(__file__).resolve().parents[1]
+MILTER = [sys.executable, "-m", "spamgate.service.cli", "milter"]
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
 def run(args: list[str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "check", *args],
+        [sys.executable, "-m", "spamgate.service.cli", "check", *args],
         cwd=REPO,
         input=stdin,
         capture_output=True,
@@ -142,7 +143,7 @@ def test_milter_refuses_to_start_on_a_configuration_error(tmp_path: Path) -> Non
     }
     for case, (args, why) in cases.items():
         r = subprocess.run(
-            [sys.executable, "-m", "service.cli", "milter", "--socket", "inet:18894@127.0.0.1", *args],
+            [*MILTER, "--socket", "inet:18894@127.0.0.1", *args],
             cwd=REPO,
             capture_output=True,
             text=True,

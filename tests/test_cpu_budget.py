@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from service.client import SpamGateClient
-from service.config import ConfigError, load_config, with_server
-from service.policy_file import PolicyHolder
-from service.proto_gen import spamgate_pb2 as pb
-from service.registry import ModelHolder
-from service.server import RunningServer, start_server
-from service.verdict import Request, build_verdict
+from spamgate.service.api.client import SpamGateClient
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.server import RunningServer, start_server
+from spamgate.service.policy.policy_file import PolicyHolder
+from spamgate.service.runtime.config import ConfigError, load_config, with_server
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Request, build_verdict
 from tests.mail import make
 from tests.scoring_hooks import CRASH_MARKER, SPIN_MARKER, misbehave_on_marker
 
@@ -156,8 +156,8 @@ def test_workers_load_the_model_before_the_server_says_serving(server: RunningSe
 
 
 def test_a_saturated_pool_refuses_at_once_instead_of_queueing_everyone() -> None:
-    from model.bundled import bundled_model_path
-    from service.scoring_pool import ScoringBusy, ScoringPool
+    from spamgate.model.bundled import bundled_model_path
+    from spamgate.service.scoring.pool import ScoringBusy, ScoringPool
 
     holder = ModelHolder()
     scorer = holder.load(bundled_model_path())

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from model.bundled import bundled_model_path
-from service.policy import Action
-from service.policy_file import PolicyHolder
-from service.registry import ModelHolder
-from service.verdict import Request, build_verdict
+from spamgate.model.bundled import bundled_model_path
+from spamgate.service.policy.policy_file import PolicyHolder
+from spamgate.service.policy.settings import Action
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Request, build_verdict
 
 SET = Path(__file__).resolve().parent / "multilingual"
 HAM = sorted((SET / "ham").glob("*/*.eml"))

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, load_config
-from service.policy import PolicyError
-from service.policy_file import parse_policy
-from service.toml_lines import KeyLines
+from spamgate.service.policy.policy_file import parse_policy
+from spamgate.service.policy.settings import PolicyError
+from spamgate.service.runtime.config import ConfigError, load_config
+from spamgate.service.runtime.toml_lines import KeyLines
 
 NESTED = """\
 [thresholds]

@@ -1,6 +1,6 @@
 """One error tree (issue 18.3): every error class is a ``SpamgateError`` under one category, and the
 category alone decides a command's exit code (``model.exit_codes``) and a call's gRPC status
-(``service.status_codes``)."""
+(``service.api.status_codes``)."""
 
 from __future__ import annotations
 
@@ -16,40 +16,40 @@ from pathlib import Path
 import grpc
 import pytest
 
-from model.artifact import Artifact, ArtifactError
-from model.errors import ConfigurationError, DataError, ErrorKind, ServiceError, SpamgateError
-from model.exit_codes import EX_CONFIG, EX_TEMPFAIL, FAILURE, exit_code
-from model.signing import KeyFileError
-from service import mta_commands
-from service.access import Refused
-from service.cli import main
-from service.config import ConfigError
-from service.feedback import StoreFull
-from service.model_registry import RegistryError
-from service.policy import PolicyError
-from service.registry import NoModelError
-from service.scoring_pool import DeadlinePassed, ScoringAborted, ScoringBusy
-from service.status_codes import status_code
-from service.verdict import RequestError
+from spamgate.model.artifact import Artifact, ArtifactError
+from spamgate.model.errors import ConfigurationError, DataError, ErrorKind, ServiceError, SpamgateError
+from spamgate.model.exit_codes import EX_CONFIG, EX_TEMPFAIL, FAILURE, exit_code
+from spamgate.model.signing import KeyFileError
+from spamgate.service.api.access import Refused
+from spamgate.service.api.status_codes import status_code
+from spamgate.service.cli import mta_commands
+from spamgate.service.cli.main import main
+from spamgate.service.lifecycle.feedback_store import StoreFull
+from spamgate.service.lifecycle.model_registry import RegistryError
+from spamgate.service.policy.settings import PolicyError
+from spamgate.service.runtime.config import ConfigError
+from spamgate.service.scoring.model_holder import NoModelError
+from spamgate.service.scoring.pool import DeadlinePassed, ScoringAborted, ScoringBusy
+from spamgate.service.scoring.verdict import RequestError
+from spamgate.training.corpora import CorpusError
 from tests.mail import make
-from training.corpora import CorpusError
 
 REPO = Path(__file__).resolve().parents[1]
 CATEGORIES = (ConfigurationError, DataError, ServiceError)
 BAD_POLICY = 'sensitivity = "paranoid"\n'
-CHECK = [sys.executable, "-m", "service.cli", "check"]
+CHECK = [sys.executable, "-m", "spamgate.service.cli", "check"]
 
 
 def _error_classes() -> list[type[BaseException]]:
     """Every exception class defined in model, training and service (imported module by module)."""
     found: list[type[BaseException]] = []
-    for package in ("model", "training", "service"):
+    for package in ("spamgate.model", "spamgate.training", "spamgate.service"):
         root = importlib.import_module(package)
         for info in pkgutil.walk_packages(root.__path__, f"{package}."):
             try:
                 module = importlib.import_module(info.name)
             except ModuleNotFoundError as exc:  # an optional dependency (pymilter), not ours
-                assert exc.name and exc.name.split(".")[0] not in ("model", "training", "service"), exc
+                assert exc.name and not exc.name.startswith("spamgate."), exc
                 continue
             found.extend(
                 c

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.artifact import load_artifact
-from model.bundled import bundled_model_path
-from model.evidence import DEFAULT_RULE, THIN_EVIDENCE, EvidenceRule
-from model.scoring import Scorer
-from service.policy import Action
-from service.policy_file import PolicyHolder
-from service.registry import ModelHolder
-from service.verdict import Request, build_verdict
+from spamgate.model.artifact import load_artifact
+from spamgate.model.bundled import bundled_model_path
+from spamgate.model.evidence import DEFAULT_RULE, THIN_EVIDENCE, EvidenceRule
+from spamgate.model.scoring import Scorer
+from spamgate.service.policy.policy_file import PolicyHolder
+from spamgate.service.policy.settings import Action
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Request, build_verdict
 from tests.mail import make
 
 # A two-word body, and a list-membership reminder that is only a password (what a list server

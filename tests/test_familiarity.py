@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.bundled import bundled_model_path
-from model.familiarity import MIN_TOKENS, FamiliarityCheck, non_latin_letter_share
-from service.policy import Action
-from service.policy_file import PolicyHolder, parse_policy
-from service.registry import ModelHolder
-from service.server import Engine
-from service.verdict import Request, build_verdict
+from spamgate.model.bundled import bundled_model_path
+from spamgate.model.familiarity import MIN_TOKENS, FamiliarityCheck, non_latin_letter_share
+from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
+from spamgate.service.policy.settings import Action
+from spamgate.service.scoring.engine import Engine
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Request, build_verdict
 from tests.mail import html, make
 
 SET = Path(__file__).resolve().parent / "multilingual"
@@ -86,7 +86,7 @@ def test_unfamiliar_verdicts_are_counted(holder: ModelHolder) -> None:
 
 
 def test_flag_is_on_the_wire(holder: ModelHolder) -> None:
-    from service.server import verdict_to_proto
+    from spamgate.service.api.proto_convert import verdict_to_proto
 
     v = build_verdict(Request(message=(SET / "ham" / "th" / "01-business.eml").read_bytes()), holder,
                       PolicyHolder(None).current(), 1 << 24)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.features import FeatureConfig, FeatureExtractor
-from model.heuristics import HEURISTIC_NAMES
-from model.parse import VERDICT_HEADER_NAMES, parse_message
-from model.tokens import TokenConfig, message_tokens
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.model.heuristics import HEURISTIC_NAMES
+from spamgate.model.parse import VERDICT_HEADER_NAMES, parse_message
+from spamgate.model.tokens import TokenConfig, message_tokens
 from tests.mail import html, make
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ def test_other_filters_verdict_headers_are_not_features() -> None:
 
 
 def test_token_column_memo_changes_nothing() -> None:
-    from model.hashing import byte_ngram_columns, token_columns
+    from spamgate.model.hashing import byte_ngram_columns, token_columns
 
     tokens = [f"b:word{i % 50}" for i in range(300)]
     memo: dict[str, int] = {}

@@ -10,13 +10,13 @@ from typing import Any
 import grpc
 import pytest
 
-from service.client import SpamGateClient
-from service.config import ConfigError, load_config, with_server
-from service.feedback import FeedbackStore, StoreFull
-from service.proto_gen import spamgate_pb2 as pb
-from service.registry import ModelHolder
-from service.report_rate import ReportRateLimiter, peer_host, peer_network
-from service.server import RunningServer, start_server
+from spamgate.service.api.client import SpamGateClient
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.server import RunningServer, start_server
+from spamgate.service.lifecycle.feedback_store import FeedbackStore, StoreFull
+from spamgate.service.lifecycle.report_rate import ReportRateLimiter, peer_host, peer_network
+from spamgate.service.runtime.config import ConfigError, load_config, with_server
+from spamgate.service.scoring.model_holder import ModelHolder
 from tests.mail import make
 
 SPAM, HAM = pb.FEEDBACK_LABEL_SPAM, pb.FEEDBACK_LABEL_HAM
@@ -236,7 +236,7 @@ def test_anonymous_reports_share_one_bucket(tmp_path: Path) -> None:
 
 
 def test_audit_log_refuses_a_planted_symlink(tmp_path: Path) -> None:
-    from service.audit import AuditLog
+    from spamgate.service.api.audit import AuditLog
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep\n")

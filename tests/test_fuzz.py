@@ -16,10 +16,10 @@ from functools import lru_cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.artifact import load_artifact
-from model.bundled import bundled_model_path
-from model.parse import parse_message
-from model.scoring import Scorer
+from spamgate.model.artifact import load_artifact
+from spamgate.model.bundled import bundled_model_path
+from spamgate.model.parse import parse_message
+from spamgate.model.scoring import Scorer
 
 BOUND_S = 2.0
 FUZZ = settings(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.heuristics import HEURISTIC_NAMES, HEURISTICS, heuristic_values
-from model.parse import parse_message
+from spamgate.model.heuristics import HEURISTIC_NAMES, HEURISTICS, heuristic_values
+from spamgate.model.parse import parse_message
 from tests.mail import BASE_BODY, attachment, html, make, multipart
 
 CLEAN = make()
@@ -223,7 +223,7 @@ def test_helo_rules_skip_authenticated_submission(rule: str, helo: str, rdns: st
 
 
 def test_authenticated_hop_token_replaces_its_helo() -> None:
-    from model.tokens import TokenConfig, message_tokens
+    from spamgate.model.tokens import TokenConfig, message_tokens
 
     submitted = AUTH_RCVD.format(helo="[192.0.2.40]", rdns="unknown ", ip="93.184.216.9")
     toks = message_tokens(parse_message(make({"Received": submitted})), TokenConfig())

@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from model.artifact import Artifact
-from model.signing import (
+from spamgate.model.artifact import Artifact
+from spamgate.model.signing import (
     SignatureError,
     generate_keypair,
     load_private_key,
@@ -25,15 +25,15 @@ from model.signing import (
     sign_artifact,
     verify_artifact,
 )
-from service.cli import main
-from service.client import SpamGateClient
-from service.config import load_config, with_server
-from service.feedback import FeedbackStore
-from service.launch import start_serve
-from service.model_registry import ModelRegistry, RegistryError
-from service.proto_gen import spamgate_pb2 as pb
-from service.server import RunningServer, start_server
-from service.shipping import ShippingError, publish, pull
+from spamgate.service.api.client import SpamGateClient
+from spamgate.service.api.launch import start_serve
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.server import RunningServer, start_server
+from spamgate.service.cli.main import main
+from spamgate.service.lifecycle.feedback_store import FeedbackStore
+from spamgate.service.lifecycle.model_registry import ModelRegistry, RegistryError
+from spamgate.service.lifecycle.shipping import ShippingError, publish, pull
+from spamgate.service.runtime.config import load_config, with_server
 from tests.conftest import train_small, write_corpus
 from tests.mail import make
 
@@ -111,7 +111,7 @@ def test_registry_activate_rollback_prune(
 def test_registry_refuses_unsigned_with_key(
     tmp_path: Path, two_models: tuple[Artifact, Artifact], keys: tuple[Path, Path]
 ) -> None:
-    from service.server import signature_check
+    from spamgate.service.api.server import signature_check
 
     reg = ModelRegistry(tmp_path / "models", signature_check(str(keys[1])))
     assert two_models[0].path is not None
@@ -139,7 +139,7 @@ def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def test_publish_and_pull_over_http(
     tmp_path: Path, http_dir: tuple[Path, str], two_models: tuple[Artifact, Artifact], keys: tuple[Path, Path]
 ) -> None:
-    from service.server import signature_check
+    from spamgate.service.api.server import signature_check
 
     www, url = http_dir
     priv, pub = keys
@@ -386,10 +386,10 @@ def test_retrain_gate(
     manifest = json.loads((reg / str(promoted) / "manifest.json").read_text())
     assert manifest["gate"]["promote"] and manifest["gate"]["compared_with"]["kind"] == "active"
     # a candidate trained on poisoned (label-flipped) older mail loses on clean recent mail: not promoted
-    from model.features import FeatureConfig
-    from training.corpora import LabelledMessage
-    from training.fit import TrainConfig
-    from training.retrain import GateConfig, retrain
+    from spamgate.model.features import FeatureConfig
+    from spamgate.model.labelled import LabelledMessage
+    from spamgate.training.fit import TrainConfig
+    from spamgate.training.retrain import GateConfig, retrain
 
     active = ModelRegistry(reg).load(str(promoted))
     msgs = []
@@ -442,10 +442,10 @@ def test_retrain_gate(
 
 
 def test_retrain_says_when_a_warm_start_is_ignored(tmp_path: Path) -> None:
-    from model.features import FeatureConfig
-    from training.corpora import LabelledMessage
-    from training.fit import TrainConfig
-    from training.retrain import GateConfig, retrain
+    from spamgate.model.features import FeatureConfig
+    from spamgate.model.labelled import LabelledMessage
+    from spamgate.training.fit import TrainConfig
+    from spamgate.training.retrain import GateConfig, retrain
 
     msgs = [
         LabelledMessage(1 if label == "spam" else 0, raw, f"m{i}", float(i))

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from service.decide import from_domain_of, from_header_allowed, recipient_groups
-from service.lists import AddressList, canonical_ip, canonical_network
-from service.policy import Action, Policy
-from service.policy_file import parse_policy
+from spamgate.service.policy.decide import from_domain_of, from_header_allowed, recipient_groups
+from spamgate.service.policy.lists import AddressList, canonical_ip, canonical_network
+from spamgate.service.policy.policy_file import parse_policy
+from spamgate.service.policy.settings import Action, Policy
 
 IP = "203.0.113.5"
 IP_FORMS = [
@@ -198,7 +198,7 @@ def test_from_spoof_with_an_address_as_display_name(tmp_path: Path) -> None:
 
     email.utils.parseaddr said bank.example, so an allow list on bank.example passed the spoof.
     """
-    from model.parse import parse_address
+    from spamgate.model.parse import parse_address
 
     spoof = "alerts@bank.example <x@evil.example>"
     assert from_domain_of([("From", spoof)]) == "evil.example"

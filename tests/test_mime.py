@@ -8,9 +8,9 @@ from email.policy import compat32
 
 import pytest
 
-from model.limits import ParseLimits
-from model.mime import content_type, decode_transfer, parse_params, split_headers, split_message
-from model.parse import parse_message
+from spamgate.model.limits import ParseLimits
+from spamgate.model.mime import content_type, decode_transfer, parse_params, split_headers, split_message
+from spamgate.model.parse import parse_message
 from tests.mail import HAM_TEXTS, SPAM_TEXTS, attachment, html, make, multipart
 
 LIMITS = ParseLimits()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from model.parse import parse_message
+from spamgate.model.parse import parse_message
 
 HERE = Path(__file__).resolve().parent / "multilingual"
 _spec = importlib.util.spec_from_file_location("make_corpus", HERE / "make_corpus.py")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from model.artifact import load_artifact
-from model.features import FeatureConfig
-from service.policy import Policy
+from spamgate.model.artifact import load_artifact
+from spamgate.model.features import FeatureConfig
+from spamgate.service.policy.settings import Policy
+from spamgate.training.fit import TrainConfig
+from spamgate.training.new_site import SiteScores, new_site_points
+from spamgate.training.train import CorpusSpec, train
 from tests.conftest import write_corpus
-from training.fit import TrainConfig
-from training.new_site import SiteScores, new_site_points
-from training.train import CorpusSpec, train
 
 
 def test_new_site_threshold_is_the_highest_over_left_out_sites() -> None:

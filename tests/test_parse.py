@@ -7,10 +7,10 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.html_text import html_to_text
-from model.limits import ParseLimits
-from model.message import MessageView
-from model.parse import parse_message
+from spamgate.model.html_text import html_to_text
+from spamgate.model.limits import ParseLimits
+from spamgate.model.message import MessageView
+from spamgate.model.parse import parse_message
 from tests.mail import attachment, html, make, multipart
 
 
@@ -198,7 +198,7 @@ def test_structured_junk_never_raises(chunks: list[bytes]) -> None:
 
 
 def test_urls_at_word_boundaries_only() -> None:
-    from model.urls import find_urls
+    from spamgate.model.urls import find_urls
 
     text = "see WWW.Example.com/a, xhttp://no.example and Ghttp://a.example/*http://b.example/c."
     assert find_urls(text, 10) == ["WWW.Example.com/a", "http://b.example/c"]

@@ -35,15 +35,15 @@ from dataclasses import replace
 
 import pytest
 
-from model.artifact import load_artifact
-from model.bundled import bundled_model_path
-from model.features import FeatureExtractor
-from model.heuristics import _SHOWN_HOST, heuristic_values
-from model.html_text import _TOKEN, _tail_pieces, _unescape, html_to_text
-from model.limits import ParseLimits
-from model.message import Address, Link, MessageView
-from model.mime import _FOLD, parse_params, split_headers, split_message
-from model.parse import (
+from spamgate.model.artifact import load_artifact
+from spamgate.model.bundled import bundled_model_path
+from spamgate.model.features import FeatureExtractor
+from spamgate.model.heuristics import _SHOWN_HOST, heuristic_values
+from spamgate.model.html_text import _TOKEN, _tail_pieces, _unescape, html_to_text
+from spamgate.model.limits import ParseLimits
+from spamgate.model.message import Address, Link, MessageView
+from spamgate.model.mime import _FOLD, parse_params, split_headers, split_message
+from spamgate.model.parse import (
     _decode_header,
     _has_encoded_word,
     _split_encoded_words,
@@ -52,8 +52,8 @@ from model.parse import (
     parse_address,
     parse_message,
 )
-from model.scoring import Scorer
-from model.urls import _MAYBE_IP, is_ip_literal
+from spamgate.model.scoring import Scorer
+from spamgate.model.urls import _MAYBE_IP, is_ip_literal
 
 K = 1024
 BUDGET_S = 2.0
@@ -419,7 +419,7 @@ def test_rfc2231_sections() -> None:
 
 
 def test_url_caches_never_hold_attacker_sized_keys() -> None:
-    from model.urls import parent_domains, url_host
+    from spamgate.model.urls import parent_domains, url_host
 
     long_url = "http://" + "a" * 100_000 + ".example/"
     long_host = "a" * 60_000 + ".example"

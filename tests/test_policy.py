@@ -11,16 +11,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from model.artifact import Artifact
-from service.client import SpamGateClient, envelope
-from service.config import load_config
-from service.decide import authenticated_from_domains, from_domain_of
-from service.lists import AddressList
-from service.policy import Action, Policy, PolicyError, threshold_for_fpr
-from service.policy_file import PolicyHolder, parse_policy
-from service.proto_gen import spamgate_pb2 as pb
-from service.registry import ModelHolder
-from service.verdict import Envelope, Request, build_verdict
+from spamgate.model.artifact import Artifact
+from spamgate.service.api.client import SpamGateClient, envelope
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.policy.decide import authenticated_from_domains, from_domain_of
+from spamgate.service.policy.lists import AddressList
+from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
+from spamgate.service.policy.settings import Action, Policy, PolicyError, threshold_for_fpr
+from spamgate.service.runtime.config import load_config
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Envelope, Request, build_verdict
 from tests.conftest import serve_with_policy
 from tests.mail import make
 
@@ -306,7 +306,7 @@ def test_bad_file_lists_every_error(tmp_path: Path) -> None:
 
 def test_bad_file_at_start_is_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, BAD)
-    from service.config import ConfigError
+    from spamgate.service.runtime.config import ConfigError
 
     with pytest.raises(ConfigError, match="paranoid"):
         load_config(None, {"policy": {"file": str(path)}})

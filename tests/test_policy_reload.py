@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from model.artifact import Artifact
-from service.client import SpamGateClient, envelope
-from service.config import ConfigError, load_config
-from service.launch import REPO, serve_command, start_serve
-from service.policy import Action, PolicyError
-from service.policy_file import PolicyHolder, parse_policy
-from service.proto_gen import spamgate_pb2 as pb
+from spamgate.model.artifact import Artifact
+from spamgate.service.api.client import SpamGateClient, envelope
+from spamgate.service.api.launch import REPO, serve_command, start_serve
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
+from spamgate.service.policy.settings import Action, PolicyError
+from spamgate.service.runtime.config import ConfigError, load_config
 from tests.conftest import serve_with_policy
 from tests.mail import make
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import service.policy_file as policy_file
-from service.policy import PolicyError
-from service.policy_file import PolicyHolder, parse_policy
+import spamgate.service.policy.policy_file as policy_file
+from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
+from spamgate.service.policy.settings import PolicyError
 
 
 def _policy(tmp_path: Path, list_name: str = "block.txt") -> Path:

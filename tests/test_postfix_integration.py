@@ -137,7 +137,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "service.cli",
+                "spamgate.service.cli",
                 "serve",
                 "--port",
                 str(self.grpc_port),
@@ -152,7 +152,7 @@ class Stack:
             text=True,
         )
         _wait_port(self.grpc_port, self.serve, "spamgate serve")
-        from service.client import SpamGateClient
+        from spamgate.service.api.client import SpamGateClient
 
         with SpamGateClient(f"127.0.0.1:{self.grpc_port}") as c:
             for _ in range(300):
@@ -173,7 +173,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "service.cli",
+                "spamgate.service.cli",
                 "milter",
                 "--socket",
                 f"inet:{self.milter_port}@127.0.0.1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service import proto_build
+from spamgate.service.api import proto_build
 
 
 def test_stubs_are_not_stale(tmp_path: Path) -> None:

@@ -21,17 +21,17 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from service import admin_socket
-from service.access import RULES, AccessPolicy, Principal, Refused
-from service.cli import main
-from service.client import SpamGateClient, envelope, is_local_target
-from service.config import ConfigError, load_config, with_server
-from service.launch import REPO, serve_command, start_serve
-from service.proto_gen import spamgate_pb2 as pb
-from service.redact import public_manifest_json, scrub_paths
-from service.registry import ModelHolder
-from service.server import RunningServer, start_server
-from service.status_codes import status_code
+from spamgate.service.api import admin_socket
+from spamgate.service.api.access import RULES, AccessPolicy, Principal, Refused
+from spamgate.service.api.client import SpamGateClient, envelope, is_local_target
+from spamgate.service.api.launch import REPO, serve_command, start_serve
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.redact import public_manifest_json, scrub_paths
+from spamgate.service.api.server import RunningServer, start_server
+from spamgate.service.api.status_codes import status_code
+from spamgate.service.cli.main import main
+from spamgate.service.runtime.config import ConfigError, load_config, with_server
+from spamgate.service.scoring.model_holder import ModelHolder
 from tests.mail import make
 from tests.pki import Authority, Issued
 
@@ -131,7 +131,7 @@ def test_classify_path_over_mtls(mtls_server: RunningServer, pki: dict[str, Any]
     conn = ["--tls-ca", str(pki["ca"].ca_file), "--tls-cert", str(gw.cert), "--tls-key", str(gw.key)]
     assert main(["classify", "--server", f"127.0.0.1:{port}", *conn, str(msg)]) == 0
     r2 = subprocess.run(
-        [sys.executable, "-m", "service.cli", "check", "--server", f"127.0.0.1:{port}", *conn],
+        [sys.executable, "-m", "spamgate.service.cli", "check", "--server", f"127.0.0.1:{port}", *conn],
         input=make(),
         capture_output=True,
         cwd=REPO,
@@ -471,7 +471,7 @@ def test_admin_calls_are_audited_without_message_bodies(plain_server: RunningSer
 
 
 def test_refusals_are_rate_limited_in_the_audit_log(tmp_path: Path) -> None:
-    from service.audit import REFUSALS_PER_SECOND, AuditLog
+    from spamgate.service.api.audit import REFUSALS_PER_SECOND, AuditLog
 
     log = AuditLog(tmp_path / "audit.jsonl")
     while int(time.monotonic() + 0.2) != int(time.monotonic()):  # not across a second boundary
@@ -619,7 +619,7 @@ def test_multi_process_serve_has_one_admin_socket(tmp_path: Path) -> None:
 
 def test_the_milter_reaches_an_mtls_server(mtls_server: RunningServer, pki: dict[str, Any]) -> None:
     pytest.importorskip("Milter")
-    from service.milter import MilterConfig
+    from spamgate.service.mta.milter import MilterConfig
 
     gw: Issued = pki["gateway"]
     cfg = MilterConfig(
@@ -651,7 +651,7 @@ def test_client_connection_options_are_configuration_errors_in_mta_hooks(
     for case, (args, why) in cases.items():
         for command in (["check", "--server", "127.0.0.1:1"], ["milter", "--socket", "inet:18895@127.0.0.1"]):
             r = subprocess.run(
-                [sys.executable, "-m", "service.cli", *command, *args],
+                [sys.executable, "-m", "spamgate.service.cli", *command, *args],
                 input=b"" if command[0] == "check" else None,
                 cwd=REPO,
                 capture_output=True,
@@ -660,7 +660,7 @@ def test_client_connection_options_are_configuration_errors_in_mta_hooks(
             err = r.stderr.decode()
             assert r.returncode == 78 and "configuration error" in err and why in err, (case, command, err)
     r = subprocess.run(
-        [sys.executable, "-m", "service.cli", "check", "--tls-ca", str(pki["ca"].ca_file)],
+        [sys.executable, "-m", "spamgate.service.cli", "check", "--tls-ca", str(pki["ca"].ca_file)],
         input=make(),
         cwd=REPO,
         capture_output=True,

@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from model.artifact import Artifact
-from service.launch import REPO
+from spamgate.model.artifact import Artifact
+from spamgate.service.api.launch import REPO
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--port", "0", "--metrics-port", "0", *args],
+        [sys.executable, "-m", "spamgate.service.cli", "serve", "--port", "0", "--metrics-port", "0", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -17,15 +17,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from model.bundled import bundled_model_path
-from service.client import SpamGateClient, envelope, open_channel
-from service.config import ConfigError, load_config, with_server
-from service.launch import start_serve
-from service.proto_gen import spamgate_pb2 as pb
-from service.proto_gen import spamgate_pb2_grpc as pb_grpc
-from service.registry import ModelHolder
-from service.server import RunningServer, start_server
-from service.verdict import Request
+from spamgate.model.bundled import bundled_model_path
+from spamgate.service.api.client import SpamGateClient, envelope, open_channel
+from spamgate.service.api.launch import start_serve
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.proto_gen import spamgate_pb2_grpc as pb_grpc
+from spamgate.service.api.server import RunningServer, start_server
+from spamgate.service.runtime.config import ConfigError, load_config, with_server
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Request
 from tests.mail import html, make
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ def test_bad_config_is_rejected_with_named_errors(tmp_path: Path) -> None:
     ):
         assert expected in text
     r = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--config", str(bad)],
+        [sys.executable, "-m", "spamgate.service.cli", "serve", "--config", str(bad)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -266,7 +266,7 @@ def test_classify_cli_round_trip(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "service.cli",
+                "spamgate.service.cli",
                 "classify",
                 "--server",
                 f"127.0.0.1:{port}",
@@ -279,7 +279,7 @@ def test_classify_cli_round_trip(tmp_path: Path) -> None:
             timeout=60,
         )
         local = subprocess.run(
-            [sys.executable, "-m", "service.cli", "classify", "--json", str(tmp_path / "msgs")],
+            [sys.executable, "-m", "spamgate.service.cli", "classify", "--json", str(tmp_path / "msgs")],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -14,15 +14,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.client import SpamGateClient
-from service.config import ConfigError, load_config, with_server
-from service.feedback import RecentMessages
-from service.logs import MAX_FIELD_CHARS, JsonFormatter, TextFormatter
-from service.proto_gen import spamgate_pb2 as pb
-from service.registry import ModelHolder
-from service.server import FIELD_LIMITS, MAX_RECIPIENTS, RunningServer, start_server
-from service.streams import StreamGuard, StreamLimits, peer_host
-from service.verdict import Request
+from spamgate.service.api.client import SpamGateClient
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.api.server import RunningServer, start_server
+from spamgate.service.api.streams import StreamGuard, StreamLimits, peer_host
+from spamgate.service.lifecycle.feedback_store import RecentMessages
+from spamgate.service.runtime.config import ConfigError, load_config, with_server
+from spamgate.service.runtime.logs import MAX_FIELD_CHARS, JsonFormatter, TextFormatter
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.request_fields import FIELD_LIMITS, MAX_RECIPIENTS
+from spamgate.service.scoring.verdict import Request
 from tests.mail import make
 
 
@@ -346,8 +347,8 @@ def test_log_lines_are_capped() -> None:
 
 
 def test_verdict_log_line_with_huge_correlation_id_in_process(caplog: pytest.LogCaptureFixture) -> None:
-    from service.policy_file import PolicyHolder
-    from service.server import Engine
+    from spamgate.service.policy.policy_file import PolicyHolder
+    from spamgate.service.scoring.engine import Engine
 
     holder = ModelHolder()
     holder.load(load_config(None).model_path)
@@ -387,22 +388,22 @@ def test_a_stream_busy_with_a_slow_message_is_not_idle() -> None:
 
 
 def test_message_bytes_in_progress_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.server as server_mod
-    from service.policy_file import PolicyHolder
-    from service.verdict import ErrorKind, RequestError
+    import spamgate.service.scoring.engine as engine_mod
+    from spamgate.service.policy.policy_file import PolicyHolder
+    from spamgate.service.scoring.verdict import ErrorKind, RequestError
 
     holder = ModelHolder()
     holder.load(load_config(None).model_path)
-    engine = server_mod.Engine(holder, PolicyHolder(None), 1 << 30, max_inflight_bytes=250_000)
+    engine = engine_mod.Engine(holder, PolicyHolder(None), 1 << 30, max_inflight_bytes=250_000)
     entered, release = threading.Event(), threading.Event()
-    real = server_mod.build_verdict
+    real = engine_mod.build_verdict
 
     def held(*args: object, **kwargs: object) -> object:
         entered.set()
         release.wait(10)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(server_mod, "build_verdict", held)
+    monkeypatch.setattr(engine_mod, "build_verdict", held)
     big = make(body="x" * 200_000)
     first = threading.Thread(target=engine.classify, args=(Request(message=big), "test"))
     first.start()
@@ -412,6 +413,6 @@ def test_message_bytes_in_progress_are_bounded(monkeypatch: pytest.MonkeyPatch) 
     assert err.value.kind == ErrorKind.RESOURCE_EXHAUSTED and "max_inflight_bytes" in err.value.message
     release.set()
     first.join(10)
-    monkeypatch.setattr(server_mod, "build_verdict", real)
+    monkeypatch.setattr(engine_mod, "build_verdict", real)
     assert engine.classify(Request(message=big), "test").scanned  # freed: one call alone always proceeds
     assert engine._inflight == 0

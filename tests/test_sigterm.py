@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from service.launch import REPO, serve_command, start_serve
+from spamgate.service.api.launch import REPO, serve_command, start_serve
 
 GRACE = 1.0
 RUNS = 50

@@ -16,19 +16,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.artifact import ArtifactError, load_artifact
-from model.features import FeatureConfig
-from model.training_filter import TRAINING_DIGESTS, contains, load_training_filter, message_keys
-from service.cli import main
-from service.feedback import FeedbackStore
-from service.model_registry import ModelRegistry
+from spamgate.model.artifact import ArtifactError, load_artifact
+from spamgate.model.features import FeatureConfig
+from spamgate.model.labelled import LabelledMessage, Report
+from spamgate.model.training_filter import TRAINING_DIGESTS, contains, load_training_filter, message_keys
+from spamgate.service.cli.main import main
+from spamgate.service.lifecycle.feedback_store import FeedbackStore
+from spamgate.service.lifecycle.model_registry import ModelRegistry
+from spamgate.training.fit import TrainConfig, fit
+from spamgate.training.reports import gate_split
+from spamgate.training.retrain import ADAPTS, EXIT_HELD, GateConfig, retrain
+from spamgate.training.train import CorpusSpec, train
 from tests.conftest import write_corpus
 from tests.mail import generated_corpus, make
-from training.corpora import LabelledMessage
-from training.fit import TrainConfig, fit
-from training.reports import Report, gate_split
-from training.retrain import ADAPTS, EXIT_HELD, GateConfig, retrain
-from training.train import CorpusSpec, train
 
 SMALL = FeatureConfig(n_bits=14)
 FAST = TrainConfig(cv_folds=3)
@@ -92,7 +92,7 @@ def test_gate_split_holds_back_base_and_trusted_reports_only() -> None:
 
 
 def test_sample_weight_moves_the_fit_and_bad_weights_are_refused() -> None:
-    from model.features import FeatureExtractor
+    from spamgate.model.features import FeatureExtractor
 
     msgs = _msgs(80, seed=61)
     X = FeatureExtractor(SMALL).transform([m.raw for m in msgs])
@@ -183,7 +183,7 @@ def test_honest_reports_train_and_are_counted(
 
 
 def _base(folder: Path) -> list[LabelledMessage]:
-    from training.corpora import read_corpus
+    from spamgate.training.corpora import read_corpus
 
     return list(read_corpus(folder))
 
@@ -238,8 +238,8 @@ def test_training_filter_is_covered_by_the_manifest(tmp_path: Path, site: tuple[
 
 
 def test_site_layer_learns_the_reports_and_folds_into_one_vector() -> None:
-    from model.features import FeatureExtractor
-    from training.site_layer import fit_layer, fit_with_site_layer
+    from spamgate.model.features import FeatureExtractor
+    from spamgate.training.site_layer import fit_layer, fit_with_site_layer
 
     fx = FeatureExtractor(SMALL)
     base = _msgs(120, seed=71)
@@ -266,7 +266,7 @@ def test_site_layer_learns_the_reports_and_folds_into_one_vector() -> None:
 
 
 def metrics_auc(y: np.ndarray, s: np.ndarray) -> float:
-    from training import metrics
+    from spamgate.training import metrics
 
     return metrics.roc_auc(y, s)
 
@@ -298,8 +298,8 @@ def test_diluted_poisoning_is_held_by_the_reporter(
 
 
 def test_thresholds_are_raised_to_hold_on_the_site_reports() -> None:
-    from training import metrics
-    from training.site_layer import held_at_site
+    from spamgate.training import metrics
+    from spamgate.training.site_layer import held_at_site
 
     rng = np.random.default_rng(0)
     yb = np.array([0] * 900 + [1] * 100)

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.artifact import load_artifact
-from service.cli import main
+from spamgate.model.artifact import load_artifact
+from spamgate.service.cli.main import main
+from spamgate.training import metrics
+from spamgate.training.corpora import CorpusError, detect_format, read_corpus
+from spamgate.training.splits import random_split, time_split
 from tests.mail import generated_corpus, make
-from training import metrics
-from training.corpora import CorpusError, detect_format, read_corpus
-from training.splits import random_split, time_split
 
 
 def _dir_corpus(root: Path, n: int = 60) -> Path:
@@ -158,8 +158,8 @@ def test_datasets_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_fit_losses_and_svm_determinism() -> None:
-    from model.features import FeatureConfig, FeatureExtractor
-    from training.fit import LOSSES, TrainConfig, fit
+    from spamgate.model.features import FeatureConfig, FeatureExtractor
+    from spamgate.training.fit import LOSSES, TrainConfig, fit
 
     corpus = generated_corpus(120, seed=5)
     X = FeatureExtractor(FeatureConfig(n_bits=14)).transform([raw for _, raw in corpus])
@@ -183,10 +183,10 @@ def test_fit_losses_and_svm_determinism() -> None:
 
 def test_one_content_hash_for_the_same_mail() -> None:
     """Issue 18: retrain's corpus summary and featurisation named the same 40 messages differently."""
-    from model.features import FeatureConfig
-    from training.corpora import LabelledMessage
-    from training.featurize import featurize
-    from training.retrain import corpus_summary
+    from spamgate.model.features import FeatureConfig
+    from spamgate.model.labelled import LabelledMessage
+    from spamgate.training.featurize import featurize
+    from spamgate.training.retrain import corpus_summary
 
     msgs = [LabelledMessage(i % 2, make({"Subject": f"m{i}"}), f"m{i}", float(i)) for i in range(40)]
     by_rows = featurize(msgs, FeatureConfig(), n_jobs=1, progress=False).content_sha256

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from service.cli import main
-from service.config import load_config, with_server
-from service.policy_file import PolicyHolder
-from service.registry import ModelHolder
-from service.server import start_server, verdict_from_proto, verdict_to_proto
-from service.verdict import Request, build_verdict, verdict_dict
+from spamgate.service.api.proto_convert import verdict_from_proto, verdict_to_proto
+from spamgate.service.api.server import start_server
+from spamgate.service.cli.main import main
+from spamgate.service.policy.policy_file import PolicyHolder
+from spamgate.service.runtime.config import load_config, with_server
+from spamgate.service.scoring.model_holder import ModelHolder
+from spamgate.service.scoring.verdict import Request, build_verdict, verdict_dict
 from tests.mail import html, make
 
 

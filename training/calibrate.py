@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from model.calibration import CALIBRATION_KINDS, Calibration
+from spamgate.model.calibration import CALIBRATION_KINDS, Calibration
 
 
 def fit_calibration(margins: np.ndarray, y: np.ndarray, kind: str = "platt") -> Calibration:

@@ -19,10 +19,10 @@ import mailbox
 import os
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from model.errors import DataError
+from spamgate.model.errors import DataError
+from spamgate.model.labelled import LabelledMessage
 
 LABELS = {"spam": 1, "ham": 0}
 FORMATS = ("dir", "trec", "labels", "mbox", "maildir")
@@ -31,16 +31,6 @@ ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 
 class CorpusError(DataError, ValueError):
     """A corpus (or other training input) cannot be read or used as asked (named path and reason)."""
-
-
-@dataclass(frozen=True)
-class LabelledMessage:
-    """One message with its label (1 spam, 0 ham) and where it came from."""
-
-    label: int
-    raw: bytes
-    source: str
-    order: float | None = None
 
 
 def _label(text: str, where: str) -> int:

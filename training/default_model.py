@@ -30,11 +30,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from model import atomic
-from model.bundled import BUNDLED_DIR
-from model.features import FeatureConfig
-from training.fit import TrainConfig
-from training.train import CorpusSpec, train
+from spamgate.model import atomic
+from spamgate.model.bundled import BUNDLED_DIR
+from spamgate.model.features import FeatureConfig
+from spamgate.training.fit import TrainConfig
+from spamgate.training.train import CorpusSpec, train
 
 CORPORA = ("spamassassin", "trec07p_dev", "csdmc2010", "enron_spam")
 FEATURES = FeatureConfig()
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if tmp.exists():
         shutil.rmtree(tmp)
     command = "make default-model  # = " + shlex.join(
-        ["python", "-m", "training.default_model", *sys.argv[1:]]
+        ["python", "-m", "spamgate.training.default_model", *sys.argv[1:]]
     )
     # new_site: the recipe is also fitted leave one corpus out, and the thresholds a new site's
     # policy resolves against are the highest that held at every left-out site (training.new_site).

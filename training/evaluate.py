@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from model.artifact import Artifact
-from model.scoring import Scorer
-from model.training_filter import contains, load_training_filter, message_keys
-from training import metrics
-from training.corpora import CorpusError, LabelledMessage
+from spamgate.model.artifact import Artifact
+from spamgate.model.labelled import LabelledMessage
+from spamgate.model.scoring import Scorer
+from spamgate.model.training_filter import contains, load_training_filter, message_keys
+from spamgate.training import metrics
+from spamgate.training.corpora import CorpusError
 
 
 def score_corpus(

@@ -16,8 +16,9 @@ import scipy.sparse as sp
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from model.features import FeatureConfig, FeatureExtractor
-from training.corpora import CorpusError, LabelledMessage
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.model.labelled import LabelledMessage
+from spamgate.training.corpora import CorpusError
 
 
 def content_sha256(labels: Iterable[int], digests: Iterable[str]) -> str:

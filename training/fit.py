@@ -21,10 +21,10 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import KFold
 from sklearn.svm import LinearSVC
 
-from model.artifact import LinearModel
-from training import metrics
-from training.calibrate import fit_calibration
-from training.corpora import CorpusError
+from spamgate.model.artifact import LinearModel
+from spamgate.training import metrics
+from spamgate.training.calibrate import fit_calibration
+from spamgate.training.corpora import CorpusError
 
 LOSSES = ("svm", "log", "sgd_log", "modified_huber")
 SGD_LOSSES = ("sgd_log", "modified_huber")

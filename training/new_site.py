@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.artifact import LinearModel
-from training import metrics
-from training.featurize import Featurized
-from training.fit import TrainConfig, fit
+from spamgate.model.artifact import LinearModel
+from spamgate.training import metrics
+from spamgate.training.featurize import Featurized
+from spamgate.training.fit import TrainConfig, fit
 
 # A point resting on fewer ham of a site than this is marked extrapolated there.
 MIN_HAM_FOR_POINT = 10

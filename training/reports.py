@@ -1,29 +1,14 @@
 """Site reports as training mail, and the one rule for which mail the retrain gate judges on.
 
-Kept free of heavy imports: ``service.feedback`` (loaded by the server) builds ``Report``s.
+``Report`` and ``is_trusted`` live in ``model.labelled``: the service's feedback store builds reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from training.corpora import LabelledMessage
-
-# A reporter role that counts as trusted wherever the store records roles (issue 16's admin role).
-TRUSTED_ROLES = frozenset({"admin"})
-
-
-@dataclass(frozen=True)
-class Report:
-    """A site's label for one message: the message, who said so, and whether that reporter is trusted."""
-
-    message: LabelledMessage
-    reporter: str
-    trusted: bool
 
 
 def read_trusted_reporters(path: Path) -> set[str]:
@@ -33,11 +18,6 @@ def read_trusted_reporters(path: Path) -> set[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the trusted-reporters list: {exc}") from exc
     return {s for line in text.splitlines() if (s := line.split("#", 1)[0].strip())}
-
-
-def is_trusted(reporter: str, trusted: Collection[str], role: str | None = None) -> bool:
-    """A reporter named in ``trusted``, or one whose stored role is a trusted role."""
-    return reporter in trusted or (role or "") in TRUSTED_ROLES
 
 
 def gate_split(

@@ -37,17 +37,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.artifact import Artifact, LinearModel, write_artifact
-from model.features import FeatureConfig, FeatureExtractor
-from model.training_filter import contains, load_training_filter
-from training import metrics
-from training.corpora import LabelledMessage
-from training.evaluate import plot_roc
-from training.featurize import Featurized, content_sha256, featurize
-from training.fit import SGD_LOSSES, FitResult, TrainConfig, fit
-from training.reports import Report, gate_split
-from training.site_layer import SITE_C, fit_base, fit_with_site_layer
-from training.train import build_manifest, join, new_version, training_filter_files
+from spamgate.model.artifact import Artifact, LinearModel, write_artifact
+from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.model.labelled import LabelledMessage, Report
+from spamgate.model.training_filter import contains, load_training_filter
+from spamgate.training import metrics
+from spamgate.training.evaluate import plot_roc
+from spamgate.training.featurize import Featurized, content_sha256, featurize
+from spamgate.training.fit import SGD_LOSSES, FitResult, TrainConfig, fit
+from spamgate.training.reports import gate_split
+from spamgate.training.site_layer import SITE_C, fit_base, fit_with_site_layer
+from spamgate.training.train import build_manifest, join, new_version, training_filter_files
 
 
 @dataclass(frozen=True)
@@ -163,8 +163,8 @@ def reference_model(active: Artifact | None) -> tuple[Artifact, str]:
     """What a candidate is judged against: the active model, or the bundled one at a first retrain."""
     if active is not None:
         return active, "active"
-    from model.artifact import load_artifact
-    from model.bundled import bundled_model_path
+    from spamgate.model.artifact import load_artifact
+    from spamgate.model.bundled import bundled_model_path
 
     return load_artifact(bundled_model_path()), "bundled"
 

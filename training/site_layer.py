@@ -44,10 +44,10 @@ from joblib import Parallel, delayed
 from scipy.optimize import minimize
 from sklearn.model_selection import KFold
 
-from model.artifact import LinearModel
-from training import metrics
-from training.calibrate import fit_calibration
-from training.fit import FitResult, TrainConfig, _fit_linear, _parallel_backend
+from spamgate.model.artifact import LinearModel
+from spamgate.training import metrics
+from spamgate.training.calibrate import fit_calibration
+from spamgate.training.fit import FitResult, TrainConfig, _fit_linear, _parallel_backend
 
 # C of the layer (intercept fixed): 1 / 10 / 100 after 1,000 reports, 1-ROCA% Ling-Spam 0.098 / 0.092 /
 # 0.091, trec07p 0.0506 / 0.0486 / 0.0484 (BENCHMARKS.md): 10 takes nearly all of the gain.

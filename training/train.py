@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.artifact import write_artifact
-from model.features import FeatureConfig
-from model.training_filter import TRAINING_DIGESTS, digest_keys
-from model.training_filter import to_bytes as filter_bytes
-from training.corpora import CorpusError, LabelledMessage, read_corpus
-from training.featurize import Featurized, featurize
-from training.fit import FitResult, TrainConfig, fit
+from spamgate.model.artifact import write_artifact
+from spamgate.model.features import FeatureConfig
+from spamgate.model.labelled import LabelledMessage
+from spamgate.model.training_filter import TRAINING_DIGESTS, digest_keys
+from spamgate.model.training_filter import to_bytes as filter_bytes
+from spamgate.training.corpora import CorpusError, read_corpus
+from spamgate.training.featurize import Featurized, featurize
+from spamgate.training.fit import FitResult, TrainConfig, fit
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def train(
     if new_site:
         if len(sites) < 2:
             raise CorpusError("new-site operating points need two or more training corpora")
-        from training.new_site import new_site_points, score_left_out, site_summary
+        from spamgate.training.new_site import new_site_points, score_left_out, site_summary
 
         t1 = time.perf_counter()
         left_out = score_left_out(sites, train_cfg, n_jobs=n_jobs)

@@ -1,0 +1,1 @@
+"""The `spamgate` command; the only service code that imports `training`."""

@@ -1,0 +1,1 @@
+"""Models and reports over time: versions on disk, shipping, the feedback store."""

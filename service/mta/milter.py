@@ -1,0 +1,241 @@
+"""A milter (Postfix/Sendmail content filter protocol) that asks spamgate and applies its verdict.
+
+One ``SpamgateMilter`` instance per SMTP connection (pymilter's model);
+each message's envelope, headers and body (up to ``max_bytes``) are
+collected, sent to ``Classify`` with a deadline, and the verdict applied at
+end of message: headers added, subject tagged, recipients replaced by the
+quarantine address (originals kept in a header), 550 reject, or discard.
+When the service fails, the configured fail mode decides (see service.mta.plan).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+import grpc
+import Milter
+
+from spamgate.service.api.client import SpamGateClient, envelope
+from spamgate.service.api.proto_convert import verdict_from_proto
+from spamgate.service.mta.plan import FAIL_MODES, ORIGINAL_RCPT_HEADER, plan, tagged_subject, unscanned_status
+
+log = logging.getLogger("spamgate.milter")
+
+
+@dataclass(frozen=True)
+class MilterConfig:
+    """How the milter talks to spamgate and what it does when spamgate is not there.
+
+    server: host:port of ``spamgate serve``. timeout: seconds per verdict; the
+    MTA is never held longer. fail_mode: ``open`` or ``tempfail``.
+    max_bytes: message bytes sent for scanning (the rest is passed through
+    unscanned-but-delivered, as the service scans a prefix anyway).
+    status_header: add X-Spam-Status to every message. tls, tls_ca_file, tls_cert_file,
+    tls_key_file, token_file: how to reach a server with TLS, mTLS or a bearer token
+    (``SpamGateClient``'s parameters of the same names).
+    """
+
+    server: str = "127.0.0.1:50051"
+    timeout: float = 5.0
+    fail_mode: str = "tempfail"
+    max_bytes: int = 10 * 1024 * 1024
+    status_header: bool = True
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    token_file: str | None = None
+
+    def client(self) -> SpamGateClient:
+        """A client for ``server`` (``ValueError`` for an unusable TLS or token file)."""
+        return SpamGateClient(
+            self.server,
+            timeout=self.timeout,
+            tls=self.tls,
+            tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            token_file=self.token_file,
+        )
+
+    def __post_init__(self) -> None:
+        if self.fail_mode not in FAIL_MODES:
+            raise ValueError(f"fail_mode must be one of {FAIL_MODES}, got {self.fail_mode!r}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {self.timeout}")
+        if self.max_bytes < 1024:
+            raise ValueError(f"max_bytes must be >= 1024, got {self.max_bytes}")
+
+
+class _Shared:
+    config = MilterConfig()
+    client: SpamGateClient | None = None
+    lock = threading.Lock()
+    # gRPC calls run on Python-created worker threads, not on libmilter's
+    # threads: a blocking call made directly from a libmilter callback thread
+    # never returned (seen with pymilter 1.0.5 + grpcio 1.85), and a future
+    # with a timeout is a hard bound on how long the MTA can be held anyway.
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="spamgate-call")
+
+    @classmethod
+    def get_client(cls) -> SpamGateClient:
+        # One channel for all connections; gRPC reconnects on its own after an outage.
+        with cls.lock:
+            if cls.client is None:
+                cls.client = cls.config.client()
+            return cls.client
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else bytes(value).decode("utf-8", "surrogateescape")
+
+
+class SpamgateMilter(Milter.Base):
+    """Per-connection milter state machine."""
+
+    def __init__(self) -> None:
+        self.client_ip = ""
+        self.helo = ""
+        self._reset()
+
+    def _reset(self) -> None:
+        self.mail_from = ""
+        self.rcpts: list[str] = []
+        self.buf = BytesIO()
+        self.size = 0
+        self.truncated = False
+        self.subject: str | None = None
+        self.queue_id = ""
+
+    def _write(self, data: bytes) -> None:
+        room = _Shared.config.max_bytes - self.size
+        if room <= 0:
+            self.truncated = True
+            return
+        if len(data) > room:
+            data, self.truncated = data[:room], True
+        self.buf.write(data)
+        self.size += len(data)
+
+    @Milter.noreply
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        self.client_ip = hostaddr[0] if family in (socket.AF_INET, socket.AF_INET6) and hostaddr else ""
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def hello(self, heloname: str) -> int:
+        self.helo = heloname
+        return Milter.CONTINUE
+
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        self._reset()
+        self.mail_from = mailfrom.strip().strip("<>")
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def envrcpt(self, to: str, *params: str) -> int:
+        self.rcpts.append(to.strip().strip("<>"))
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def header(self, name: str, value: Any) -> int:
+        text = _text(value)
+        if name.lower() == "subject" and self.subject is None:
+            self.subject = text
+        self._write(f"{name}: {text}\r\n".encode("utf-8", "surrogateescape"))
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def eoh(self) -> int:
+        self.queue_id = self.getsymval("i") or ""
+        self._write(b"\r\n")
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def body(self, chunk: bytes) -> int:
+        self._write(bytes(chunk))
+        return Milter.CONTINUE
+
+    def eom(self) -> int:
+        cfg = _Shared.config
+        raw = self.buf.getvalue()
+        env = envelope(self.client_ip, self.helo, self.mail_from, self.rcpts)
+        qid = self.queue_id
+        try:
+            future = _Shared.pool.submit(
+                lambda: _Shared.get_client().classify(raw, env, correlation_id=qid, timeout=cfg.timeout)
+            )
+            resp = verdict_from_proto(future.result(timeout=cfg.timeout + 1.0))
+        except FutureTimeout:
+            return self._failed("timed out")
+        except grpc.RpcError as exc:
+            return self._failed(f"{exc.code().name}: {exc.details()}")
+        except Exception as exc:  # never let a milter error bounce or block mail
+            return self._failed(type(exc).__name__)
+        p = plan(resp, cfg.status_header)
+        log.info(
+            "verdict",
+            extra={
+                "queue_id": self.queue_id,
+                "action": p.action,
+                "p": round(resp.spam_probability, 5),
+                "rcpts": len(self.rcpts),
+                "truncated": self.truncated,
+            },
+        )
+        if p.action == "REJECT":
+            self.setreply(p.reply_code, p.reply_xcode, p.reply_text)
+            return Milter.REJECT
+        if p.action == "DELETE":
+            return Milter.DISCARD
+        for name, value in p.add_headers:
+            self.addheader(name, value)
+        if p.subject_tag:
+            if self.subject is None:
+                self.addheader("Subject", p.subject_tag.strip())
+            else:
+                self.chgheader("Subject", 1, tagged_subject(self.subject, p.subject_tag))
+        if p.action == "REROUTE" and p.reroute_to:
+            self.addheader(ORIGINAL_RCPT_HEADER, ", ".join(self.rcpts))
+            for r in self.rcpts:
+                self.delrcpt(f"<{r}>")
+            self.addrcpt(f"<{p.reroute_to}>")
+        return Milter.ACCEPT
+
+    def _failed(self, why: str) -> int:
+        cfg = _Shared.config
+        log.warning(
+            "spamgate unavailable", extra={"queue_id": self.queue_id, "why": why, "mode": cfg.fail_mode}
+        )
+        if cfg.fail_mode == "tempfail":
+            self.setreply("451", "4.7.1", "Spam filter temporarily unavailable, try again later")
+            return Milter.TEMPFAIL
+        name, value = unscanned_status("spam filter unavailable")
+        self.addheader(name, value)
+        return Milter.ACCEPT
+
+    def close(self) -> int:
+        return Milter.CONTINUE
+
+    def abort(self) -> int:
+        self._reset()
+        return Milter.CONTINUE
+
+
+def run(socket_spec: str, config: MilterConfig, timeout: int = 600) -> None:
+    """Serve milter connections on ``socket_spec`` (``inet:PORT@HOST`` or ``unix:/path``) until stopped."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps stacks to stderr
+    _Shared.config = config
+    _Shared.client = None
+    Milter.factory = SpamgateMilter
+    Milter.set_flags(Milter.ADDHDRS + Milter.CHGHDRS + Milter.ADDRCPT + Milter.DELRCPT)
+    Milter.runmilter("spamgate", socket_spec, timeout)

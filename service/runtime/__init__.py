@@ -1,0 +1,1 @@
+"""The serving process: configuration, worker processes, logs, Prometheus metrics."""

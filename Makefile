@@ -45,14 +45,14 @@ serve: $(STAMP)
 ## The whole test suite, plus lint and type checks (includes the real-Postfix milter test).
 test: $(MILTER_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy -p spamgate bench
+	$(BIN)/mypy spamgate bench
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy -p spamgate bench
+	$(BIN)/mypy spamgate bench
 
 ## Run the milter for Postfix/Sendmail against a running `make serve`.
 milter: $(MILTER_STAMP)

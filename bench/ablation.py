@@ -31,6 +31,7 @@ from bench.common import PEERS, REPO, peer_split, random_corpus_split, update_se
 from spamgate.model.features import FeatureConfig, FeatureExtractor
 from spamgate.model.hashing import byte_ngrams
 from spamgate.model.labelled import LabelledMessage
+from spamgate.model.manifest import points_from_dicts
 from spamgate.model.message import MessageView
 from spamgate.model.tokens import TokenConfig
 from spamgate.training import metrics
@@ -246,7 +247,7 @@ def score_variant(
     prefix = PREFIX_WINDOW.get(name, 0)
     res = fit(rows(fcfg, train[0], jobs, prefix), train[1], tcfg)
     p = res.model.calibration.probability(res.model.margin(rows(fcfg, test[0], jobs, prefix)))
-    s = metrics.summary(test[1], p, res.operating_points)
+    s = metrics.summary(test[1], p, points_from_dicts(res.operating_points))
     bal = next(x for x in s["at_operating_points"] if x["target_fpr"] == 0.001)  # was named "balanced"
     return {
         "variant": name,

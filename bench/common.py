@@ -17,6 +17,7 @@ import numpy as np
 
 from spamgate.model.features import FeatureConfig, FeatureExtractor
 from spamgate.model.labelled import LabelledMessage
+from spamgate.model.manifest import points_from_dicts
 from spamgate.training import metrics
 from spamgate.training.corpora import read_corpus
 from spamgate.training.featurize import Featurized, featurize
@@ -70,7 +71,7 @@ def run(
     train_total = time.perf_counter() - t0
     test: Featurized = featurize(split.test, fcfg, n_jobs=n_jobs, progress=False)
     probs = result.model.calibration.probability(result.model.margin(test.X))
-    summary = metrics.summary(test.y, probs, result.operating_points)
+    summary = metrics.summary(test.y, probs, points_from_dicts(result.operating_points))
     summary.update(
         {
             "split": split.name,

@@ -76,6 +76,7 @@ from spamgate.model.features import FEATURE_VERSION, FeatureConfig, FeatureExtra
 from spamgate.model.hashing import byte_ngrams
 from spamgate.model.heuristics import HEURISTIC_NAMES, heuristic_values
 from spamgate.model.labelled import LabelledMessage
+from spamgate.model.manifest import points_from_dicts
 from spamgate.model.message import MessageView
 from spamgate.model.tokens import TokenCounts, message_tokens
 from spamgate.training import metrics
@@ -487,7 +488,7 @@ def run_variant(data: Path, variant: str, cache: Path, jobs: int) -> dict[str, A
         y_te = np.array([m.label for m in split.test])
         r = fit(site.X[tr], y_tr, TrainConfig(), n_jobs=jobs)
         probs = r.model.calibration.probability(r.model.margin(site.X[te]))
-        s = metrics.summary(y_te, probs, r.operating_points)
+        s = metrics.summary(y_te, probs, points_from_dicts(r.operating_points))
         result[split_name] = {
             "one_minus_roca_pct": s["one_minus_roca_pct"],
             "catch_at_fpr_0.1pct": s["catch_at_fpr"]["0.001"],

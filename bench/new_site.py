@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ from spamgate.model.artifact import ArtifactError, LinearModel, load_artifact
 from spamgate.model.bundled import bundled_model_path
 from spamgate.model.familiarity import FamiliarityCheck
 from spamgate.model.features import FEATURE_VERSION, FeatureConfig, FeatureExtractor
+from spamgate.model.manifest import OperatingPoint, points_from_dicts
 from spamgate.service.policy.settings import PRESETS, Action, Policy, Settings
 from spamgate.training import metrics
 from spamgate.training.corpora import read_corpus
@@ -354,7 +356,7 @@ def full_recipe(recipe: dict[str, Site], site: Site, cache: Path, jobs: int) -> 
 # --- the day-0 policy ------------------------------------------------------------------------------
 
 
-def default_thresholds(points: list[dict[str, Any]]) -> list[tuple[Action, float, str]]:
+def default_thresholds(points: Sequence[OperatingPoint]) -> list[tuple[Action, float, str]]:
     """The default policy's thresholds resolved against ``points``, most severe first."""
     return Settings(thresholds=dict(PRESETS[POLICY])).resolve(points)
 
@@ -574,7 +576,7 @@ def multilingual(loso_points: list[dict[str, Any]]) -> dict[str, Any]:
         },
     }
     if loso_points:
-        resolved = default_thresholds(loso_points)
+        resolved = default_thresholds(points_from_dicts(loso_points))
         out["rows"]["new_site_points"] = {
             "thresholds_from": "new-site points of the four left-out runs"
             " (as `make default-model` records them)",
@@ -757,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         scored = loso[name] if name in loso else full_recipe(recipe, extra[name], cache, args.jobs)
         others = [s.site_scores() for n, s in loso.items() if n != name]
         points = new_site_points(others)
-        resolved = default_thresholds(points)
+        resolved = default_thresholds(points_from_dicts(points))
         acts = actions_for(scored.probs, scored.unfamiliar, resolved)
         uncapped = actions_for(scored.probs, scored.unfamiliar, resolved, cap=None)
         fig = day0(scored.y, scored.probs, acts, scored.unfamiliar)

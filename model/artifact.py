@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from spamgate.model.calibration import Calibration
 from spamgate.model.errors import DataError
 from spamgate.model.features import FEATURE_VERSION, FeatureConfig
 from spamgate.model.heuristics import HEURISTIC_NAMES
+from spamgate.model.manifest import Manifest, ManifestError, OperatingPoint
 
 FORMAT = "spamgate-model/1"
 MANIFEST = "manifest.json"
@@ -50,32 +51,40 @@ class LinearModel:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A loaded, verified model version."""
+    """A loaded, verified model version.
+
+    ``manifest`` is the JSON as written (what the signature covers and ``GetModelInfo``
+    shows); ``info`` is its typed, validated reading, built here once, which is what
+    serving decides on (``model.manifest``).
+    """
 
     path: Path | None
     manifest: dict[str, Any]
     features: FeatureConfig
     model: LinearModel
+    info: Manifest = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "info", Manifest.from_dict(self.manifest))  # ManifestError
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.info.version
 
     @property
-    def operating_points(self) -> list[dict[str, Any]]:
+    def operating_points(self) -> tuple[OperatingPoint, ...]:
         """Own-site points: measured out-of-fold on the training mail."""
-        return list(self.manifest.get("operating_points", []))
+        return self.info.operating_points
 
     @property
-    def new_site_operating_points(self) -> list[dict[str, Any]]:
+    def new_site_operating_points(self) -> tuple[OperatingPoint, ...]:
         """Points measured at sites the recipe was not trained on (``training.new_site``); may be empty."""
-        return list(self.manifest.get("new_site_operating_points", []))
+        return self.info.new_site_operating_points
 
     @property
     def site_reports(self) -> int:
         """How many of the serving site's own reports the model was trained on."""
-        value = self.manifest.get("site_reports", 0)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+        return self.info.site_reports
 
     @property
     def at_new_site(self) -> bool:
@@ -83,7 +92,7 @@ class Artifact:
         return self.site_reports == 0 and bool(self.new_site_operating_points)
 
     @property
-    def policy_points(self) -> list[dict[str, Any]]:
+    def policy_points(self) -> tuple[OperatingPoint, ...]:
         """The points a policy's FPR targets resolve against where the model runs.
 
         A model that has never seen the site's own mail is judged by what its
@@ -144,6 +153,10 @@ def write_artifact(
         raise ArtifactError(f"{out_dir}: already exists; model versions are immutable")
     if model.coef.shape != (features.n_columns,):
         raise ArtifactError(f"coef has {model.coef.shape} columns, features need {features.n_columns}")
+    try:  # a trainer cannot write what a gateway would refuse to load
+        Manifest.from_dict(manifest)
+    except ManifestError as exc:
+        raise ArtifactError(f"{out_dir}: invalid manifest: {exc}") from exc
     weights = _weights_bytes(model)
     full = dict(manifest)
     full.update(
@@ -240,7 +253,10 @@ def load_artifact(path: Path | str) -> Artifact:
         mpath,
         f"manifest says calibration {manifest.get('calibration')!r}, weights hold {model.calibration.kind!r}",
     )
-    return Artifact(path=path, manifest=manifest, features=features, model=model)
+    try:
+        return Artifact(path=path, manifest=manifest, features=features, model=model)
+    except ManifestError as exc:
+        raise ArtifactError(f"{mpath}: {exc}") from exc
 
 
 def _model_from_arrays(a: dict[str, np.ndarray], features: FeatureConfig, path: Path) -> LinearModel:

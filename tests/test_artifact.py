@@ -99,7 +99,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 def test_bundled_model_loads_and_scores() -> None:
     art = load_artifact(bundled_model_path())
-    names = [p["name"] for p in art.operating_points]
+    names = [p.name for p in art.operating_points]
     assert {"fpr_1%", "fpr_0.1%", "fpr_0.01%"} <= set(names)
     assert "make default-model" in art.manifest["training"]["command"]
     s = Scorer(art)
@@ -118,7 +118,7 @@ def test_bundled_model_passes_ordinary_mail_from_a_new_site() -> None:
     tagged them. Phishing must still land above the point.
     """
     art = load_artifact(bundled_model_path())
-    tag_at = next(p["threshold"] for p in art.operating_points if p["name"] == "fpr_1%")
+    tag_at = next(p.threshold for p in art.operating_points if p.name == "fpr_1%")
     s = Scorer(art)
     lunch = "Hi Bob,\n\nare you free for lunch tomorrow at noon? The usual place near the station.\n\nAlice\n"
     for ham in (make(), make({"Received": None}), make({"Subject": "Re: lunch tomorrow?"}, body=lunch)):
@@ -140,3 +140,53 @@ def test_copy_of_bundled_model_verifies(tmp_path: Path) -> None:
     dst = tmp_path / "copy"
     shutil.copytree(bundled_model_path(), dst)
     assert load_artifact(dst).version == load_artifact(bundled_model_path()).version
+
+
+def _tamper_manifest(path: Path, change: dict[str, object]) -> None:
+    """Edit manifest.json in place (a publisher's bug, not an attack: the checksums still hold)."""
+    m = json.loads((path / "manifest.json").read_text())
+    m.update(change)
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+GOOD_POINT = {"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.9, "fpr": 0.01, "catch": 0.98}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"operating_points": [{**GOOD_POINT, "threshold": "0.9"}]}, "operating_points[0].threshold"),
+        ({"operating_points": [{k: v for k, v in GOOD_POINT.items() if k != "target_fpr"}]}, "target_fpr"),
+        ({"operating_points": [{**GOOD_POINT, "catch": 1.5}]}, "operating_points[0].catch"),
+        ({"operating_points": [GOOD_POINT, {**GOOD_POINT, "name": "again"}]}, "two points for one target"),
+        ({"new_site_operating_points": {"fpr_1%": GOOD_POINT}}, "new_site_operating_points"),
+        ({"site_reports": "3"}, "site_reports"),
+        ({"site_reports": -1}, "site_reports"),
+        ({"training": {"messages": 10, "corpora": [{"ham": 1}]}}, "training.corpora[0]"),
+    ],
+)
+def test_a_manifest_is_validated_once_at_load(tmp_path: Path, change: dict[str, object], named: str) -> None:
+    """Issue 18: these loaded, then failed later (a KeyError in GetModelInfo) or silently
+    changed the policy (a point without target_fpr was skipped; an invalid site_reports read as 0,
+    which moved the model to its new-site thresholds)."""
+    path = _write(tmp_path)
+    _tamper_manifest(path, change)
+    # Checksums are over the other files: re-list nothing; the manifest itself is what changed.
+    with pytest.raises(ArtifactError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        load_artifact(path)
+
+
+def test_the_manifest_is_read_typed(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    _tamper_manifest(path, {"operating_points": [GOOD_POINT], "site_reports": 12})
+    art = load_artifact(path)
+    (point,) = art.operating_points
+    assert point.threshold == 0.9 and point.catch == 0.98 and point.extrapolated is False
+    assert art.site_reports == 12 and art.info.version == "v1" and not art.at_new_site
+
+
+def test_a_trainer_cannot_write_an_invalid_manifest(tmp_path: Path) -> None:
+    model = LinearModel(np.zeros(CFG.n_columns, np.float32), 0.0, Calibration.platt(1.0, 0.0))
+    with pytest.raises(ArtifactError, match="site_reports"):
+        write_artifact(tmp_path / "bad", {"version": "bad", "site_reports": True}, CFG, model)
+    assert not (tmp_path / "bad").exists()

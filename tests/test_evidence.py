@@ -38,8 +38,8 @@ def scorer() -> Scorer:
 
 def _day0_tag_point(scorer: Scorer) -> float:
     """The TAG threshold a fresh install's default policy resolves against (FPR 1%, new-site)."""
-    point = next(p for p in scorer.artifact.policy_points if abs(float(p["target_fpr"]) - 0.01) < 1e-12)
-    return float(point["threshold"])
+    point = next(p for p in scorer.artifact.policy_points if abs(p.target_fpr - 0.01) < 1e-12)
+    return point.threshold
 
 
 def test_rule_validates_its_parameters() -> None:

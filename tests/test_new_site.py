@@ -49,7 +49,7 @@ def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) 
     )
     art = load_artifact(out)
     assert art.site_reports == 0
-    assert {p["name"] for p in art.new_site_operating_points} == {p["name"] for p in art.operating_points}
+    assert {p.name for p in art.new_site_operating_points} == {p.name for p in art.operating_points}
     assert set(art.manifest["new_site_validation"]["sites"]) == {"site1", "site2"}
     assert art.policy_points == art.new_site_operating_points
     # Once retrained on the site's own reports, the model's own out-of-fold points apply.
@@ -60,5 +60,5 @@ def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) 
     assert plain.policy_points == plain.operating_points
     # The default policy's TAG threshold comes from the new-site points.
     tag = Policy().settings.resolve(art.policy_points)[-1]
-    new_tag = next(p["threshold"] for p in art.new_site_operating_points if p["target_fpr"] == 0.01)
+    new_tag = next(p.threshold for p in art.new_site_operating_points if p.target_fpr == 0.01)
     assert tag[1] == new_tag

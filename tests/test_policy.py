@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from spamgate.model.artifact import Artifact
+from spamgate.model.manifest import OperatingPoint
 from spamgate.service.api.client import SpamGateClient, envelope
 from spamgate.service.api.proto_gen import spamgate_pb2 as pb
 from spamgate.service.policy.decide import authenticated_from_domains, from_domain_of
@@ -25,9 +26,9 @@ from tests.conftest import serve_with_policy
 from tests.mail import make
 
 POINTS = [
-    {"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.90},
-    {"name": "fpr_0.1%", "target_fpr": 0.001, "threshold": 0.97},
-    {"name": "fpr_0.01%", "target_fpr": 0.0001, "threshold": 0.995},
+    OperatingPoint("fpr_1%", target_fpr=0.01, threshold=0.90, fpr=0.01, catch=0.99),
+    OperatingPoint("fpr_0.1%", target_fpr=0.001, threshold=0.97, fpr=0.001, catch=0.98),
+    OperatingPoint("fpr_0.01%", target_fpr=0.0001, threshold=0.995, fpr=0.0001, catch=0.9),
 ]
 
 
@@ -70,7 +71,7 @@ def test_fpr_thresholds_follow_the_model(tmp_path: Path) -> None:
     # The label names the action, the target FPR, the probability it became and the point used.
     assert s.decide(0.95, POINTS) == (Action.TAG, "tag: at FPR 1% → p >= 0.9 (model point FPR 1%)")
     assert s.decide(0.999, POINTS) == (Action.REROUTE, "reroute: p >= 0.99")
-    other_model = [{"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.5}]
+    other_model = [OperatingPoint("fpr_1%", target_fpr=0.01, threshold=0.5, fpr=0.01, catch=0.9)]
     assert s.decide(0.6, other_model)[0] == Action.TAG and s.decide(0.6, POINTS)[0] == Action.DELIVER
     assert s.decide(0.995, POINTS)[0] == Action.REROUTE  # probability threshold, most severe wins
     assert s.decide(0.1, POINTS) == (Action.DELIVER, "")

@@ -136,7 +136,7 @@ def test_train_and_evaluate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     art = load_artifact(version_dir)
     assert art.manifest["training"]["messages"] == 80
     assert art.manifest["training"]["corpora"][0]["spam"] == 40
-    assert {"fpr_1%", "fpr_0.1%", "fpr_0.01%"} <= {p["name"] for p in art.operating_points}
+    assert {"fpr_1%", "fpr_0.1%", "fpr_0.01%"} <= {p.name for p in art.operating_points}
     capsys.readouterr()
     roc = tmp_path / "roc.png"
     rc = main(["evaluate", "--model", str(version_dir), "--corpus", str(corpus), "--roc", str(roc)])

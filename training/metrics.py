@@ -6,10 +6,13 @@ FNR = spam missed / spam; catch = 1 - FNR.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
+
+from spamgate.model.manifest import OperatingPoint
 
 # Target false-positive rates an operating point is computed for, each named by its rate (one
 # vocabulary: until v1.1 three were named aggressive/balanced/lenient, the words that name policy
@@ -126,7 +129,9 @@ def roc_points(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return fpr, tpr
 
 
-def summary(y: np.ndarray, probs: np.ndarray, points: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def summary(
+    y: np.ndarray, probs: np.ndarray, points: Sequence[OperatingPoint] | None = None
+) -> dict[str, Any]:
     """Everything a report shows for one labelled set.
 
     ``points`` are operating points from validation data (the model's own);
@@ -146,7 +151,7 @@ def summary(y: np.ndarray, probs: np.ndarray, points: list[dict[str, Any]] | Non
     }
     if points:
         out["at_operating_points"] = [
-            {"name": p["name"], "target_fpr": p["target_fpr"], **rates_at(y, probs, p["threshold"])}
+            {"name": p.name, "target_fpr": p.target_fpr, **rates_at(y, probs, p.threshold)}
             for p in points
         ]
     out["catch_at_fpr"] = {

@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from spamgate.model.artifact import Artifact, LinearModel, write_artifact
 from spamgate.model.features import FeatureConfig, FeatureExtractor
 from spamgate.model.labelled import LabelledMessage, Report
+from spamgate.model.manifest import OperatingPoint, points_from_dicts
 from spamgate.model.training_filter import contains, load_training_filter
 from spamgate.training import metrics
 from spamgate.training.evaluate import plot_roc
@@ -107,7 +108,7 @@ def corpus_summary(name: str, messages: list[LabelledMessage]) -> dict[str, Any]
 
 
 def _figures(
-    y: np.ndarray, margin: np.ndarray, p: np.ndarray, points: list[dict[str, Any]]
+    y: np.ndarray, margin: np.ndarray, p: np.ndarray, points: Sequence[OperatingPoint]
 ) -> dict[str, Any]:
     """1-ROCA% of the margins, FPR and catch at the model's FPR-0.1% point, catch at FPR 0.1% here.
 
@@ -117,8 +118,8 @@ def _figures(
     (seen in the poisoning test: 1-ROCA% 0.0 with catch 0% at the point).
     """
     # The FPR-0.1% point (named "balanced" in manifests before v1.1: matched by its target).
-    bal = next((pt for pt in points if abs(float(pt.get("target_fpr", -1)) - 0.001) < 1e-12), None)
-    at = metrics.rates_at(y, p, bal["threshold"]) if bal else {"fpr": float("nan"), "catch": float("nan")}
+    bal = next((pt for pt in points if abs(pt.target_fpr - 0.001) < 1e-12), None)
+    at = metrics.rates_at(y, p, bal.threshold) if bal else {"fpr": float("nan"), "catch": float("nan")}
     return {
         "one_minus_roca_pct": metrics.one_minus_roca_pct(y, margin),
         "balanced_fpr": at["fpr"],
@@ -293,7 +294,7 @@ def retrain_rows(
         method = f"refit, each report weighing {w:.4g} base messages (report_weight)"
     cand_m = result.model.margin(ho.X)
     cand_p = result.model.calibration.probability(cand_m)
-    cand = _figures(ho.y, cand_m, cand_p, result.operating_points)
+    cand = _figures(ho.y, cand_m, cand_p, points_from_dicts(result.operating_points))
 
     # The poisoning check: training reports that contradict a confident reference verdict.
     contra_mask = _contradicting(reference, rep_train, feature_cfg, raws, gate.confident)
@@ -349,7 +350,7 @@ def retrain_rows(
         )
         comp_m = control.model.margin(ho.X)
         comp_p = control.model.calibration.probability(comp_m)
-        comp = _figures(ho.y, comp_m, comp_p, control.operating_points)
+        comp = _figures(ho.y, comp_m, comp_p, points_from_dicts(control.operating_points))
         comp_name = "control (same recipe, same base mail, no reports)"
         decision["compared_with"] = {"kind": "control", "why": why_control, **comp}
     else:

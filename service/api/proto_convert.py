@@ -7,8 +7,10 @@ to the ``.proto`` is mapped once (issue 18: a verdict had been serialised three 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from spamgate.model.manifest import OperatingPoint
 from spamgate.model.scoring import Reason
 from spamgate.service.api.proto_gen import spamgate_pb2 as pb
 from spamgate.service.policy.policy_file import PolicyHolder, ReloadResult
@@ -139,15 +141,15 @@ def policy_info(
     )
 
 
-def _points_pb(points: list[dict[str, Any]]) -> list[pb.OperatingPoint]:
+def _points_pb(points: Sequence[OperatingPoint]) -> list[pb.OperatingPoint]:
     return [
         pb.OperatingPoint(
-            name=p["name"],
-            target_fpr=p["target_fpr"],
-            threshold=p["threshold"],
-            fpr=p["fpr"],
-            catch_rate=p["catch"],
-            extrapolated=bool(p.get("extrapolated", False)),
+            name=p.name,
+            target_fpr=p.target_fpr,
+            threshold=p.threshold,
+            fpr=p.fpr,
+            catch_rate=p.catch,
+            extrapolated=p.extrapolated,
         )
         for p in points
     ]
@@ -155,19 +157,18 @@ def _points_pb(points: list[dict[str, Any]]) -> list[pb.OperatingPoint]:
 
 def model_info(holder: ModelHolder, policy_version: str = "") -> pb.ModelInfo:
     art = holder.current().artifact
-    m = art.manifest
-    val = m.get("validation", {})
+    m = art.info
     return pb.ModelInfo(
-        model_version=art.version,
-        feature_version=str(m.get("feature_version", "")),
-        created=str(m.get("created", "")),
-        training_messages=int(m.get("training", {}).get("messages", 0)),
-        corpora=[f"{c['name']} ({c['ham']}/{c['spam']})" for c in m.get("training", {}).get("corpora", [])],
-        operating_points=_points_pb(art.operating_points),
-        new_site_operating_points=_points_pb(art.new_site_operating_points),
-        site_reports=art.site_reports,
-        validation_one_minus_roca_pct=float(val.get("one_minus_roca_pct", 0.0)),
-        validation_roc_auc=float(val.get("roc_auc", 0.0)),
-        manifest_json=json.dumps(m, sort_keys=True),
+        model_version=m.version,
+        feature_version=m.feature_version,
+        created=m.created,
+        training_messages=m.training_messages,
+        corpora=list(m.corpora),
+        operating_points=_points_pb(m.operating_points),
+        new_site_operating_points=_points_pb(m.new_site_operating_points),
+        site_reports=m.site_reports,
+        validation_one_minus_roca_pct=m.validation_one_minus_roca_pct,
+        validation_roc_auc=m.validation_roc_auc,
+        manifest_json=json.dumps(art.manifest, sort_keys=True),
         policy_version=policy_version,
     )

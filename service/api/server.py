@@ -342,7 +342,7 @@ def start_server(
     running.set_serving(False)
 
     def on_model(scorer: Any) -> None:
-        metrics.set_model(scorer.version, scorer.artifact.manifest.get("feature_version", ""))
+        metrics.set_model(scorer.version, scorer.artifact.info.feature_version)
         if engine.pool is not None and scorer.artifact.path is not None:
             engine.pool.warm(scorer)  # SERVING means a message is answered now, not after a model load
         running.set_serving(True)

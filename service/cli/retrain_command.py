@@ -132,7 +132,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         if not messages and not reports:
             raise CorpusError("nothing to train on: give --corpus and/or --feedback")
         features = active.features if active else FeatureConfig()
-        train_cfg = TrainConfig(**active.manifest["training"]["train_config"]) if active else TrainConfig()
+        train_cfg = TrainConfig(**active.info.train_config) if active else TrainConfig()
         args.registry.mkdir(parents=True, exist_ok=True)
         try:
             path, decision = retrain(

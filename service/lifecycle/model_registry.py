@@ -140,9 +140,9 @@ class ModelRegistry:
         if path.is_symlink() or not path.is_dir():
             raise RegistryError(f"no version {version!r} in {self.root}")
         artifact = load_artifact(path)
-        if artifact.manifest.get("version") != version:
+        if artifact.version != version:
             raise RegistryError(
-                f"{path}: manifest says version {artifact.manifest.get('version')!r}, not the folder's name"
+                f"{path}: manifest says version {artifact.version!r}, not the folder's name"
             )
         if self.verify is not None:
             self.verify(path)
@@ -188,7 +188,7 @@ class ModelRegistry:
         artifact = load_artifact(src)  # a clear error about the source itself, before copying anything
         if self.verify is not None:
             self.verify(Path(src))
-        version = check_version(artifact.manifest.get("version"))
+        version = check_version(artifact.version)
         if self.path(version).exists():
             return version
         self.root.mkdir(parents=True, exist_ok=True)
@@ -218,7 +218,7 @@ class ModelRegistry:
             if folder.parent.resolve() != root:
                 raise RegistryError(f"{folder}: not staged inside {self.root}")
             artifact = load_artifact(folder)
-            version = check_version(artifact.manifest.get("version"))
+            version = check_version(artifact.version)
             if expect is not None and version != expect:
                 raise RegistryError(f"{expect}: manifest says version {version!r}; refused")
             if self.verify is not None:

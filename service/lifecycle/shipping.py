@@ -124,7 +124,7 @@ def publish(
             verify_artifact(version_dir, key.public_key())
     except SignatureError as exc:
         raise ShippingError(f"{exc} (not this key's signature)") from exc
-    version = artifact.manifest.get("version")
+    version = artifact.version
     problem = version_problem(version)
     if problem is not None:
         raise ShippingError(f"{version_dir}: {problem}")
@@ -229,8 +229,8 @@ def _entries(dest: Path, versions: set[str], key: Ed25519PrivateKey | None) -> d
         folder = dest / v
         try:
             artifact = load_artifact(folder)
-            if artifact.manifest.get("version") != v:
-                raise ShippingError(f"{folder}: manifest says version {artifact.manifest.get('version')!r}")
+            if artifact.version != v:
+                raise ShippingError(f"{folder}: manifest says version {artifact.version!r}")
             if key is not None:
                 verify_artifact(folder, key.public_key())
             out[v] = ship_index.folder_entry(folder)

@@ -7,10 +7,10 @@ called when some recipient group needs it, so listed mail is never scanned.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
+from spamgate.model.manifest import OperatingPoint
 from spamgate.model.parse import parse_address
 from spamgate.service.policy.lists import address_domain, canonical_domain
 from spamgate.service.policy.settings import Action, Policy, Settings
@@ -121,7 +121,7 @@ def recipient_groups(
 def decide_groups(
     groups: list[Group],
     probability: float | None,
-    model_points: list[dict[str, Any]],
+    model_points: Sequence[OperatingPoint],
     fallback: tuple[Action, str] | None = None,
     cap: tuple[Action, str] | None = None,
 ) -> list[Group]:

@@ -23,10 +23,11 @@ strictest group's (DELETE > REJECT > REROUTE > TAG > DELIVER).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from spamgate.model.errors import ConfigurationError
+from spamgate.model.manifest import OperatingPoint
 from spamgate.service.policy.lists import AddressList, DomainSet
 
 
@@ -118,7 +119,7 @@ class Settings:
     max_reasons: int = 5
     headers: HeaderNames = field(default_factory=HeaderNames)
 
-    def resolve(self, model_points: list[dict[str, Any]]) -> list[tuple[Action, float, str]]:
+    def resolve(self, model_points: Sequence[OperatingPoint]) -> list[tuple[Action, float, str]]:
         """Thresholds as probabilities for one model, most severe action first."""
         out = []
         for action in sorted(THRESHOLD_ACTIONS, reverse=True):
@@ -134,7 +135,7 @@ class Settings:
                 out.append((action, p, f"{t.describe()} → p >= {p:.6g} (model point FPR {point * 100:g}%)"))
         return out
 
-    def decide(self, probability: float, model_points: list[dict[str, Any]]) -> tuple[Action, str]:
+    def decide(self, probability: float, model_points: Sequence[OperatingPoint]) -> tuple[Action, str]:
         """The most severe action whose threshold the probability reaches, and which threshold."""
         for action, threshold, label in self.resolve(model_points):
             if probability >= threshold:
@@ -142,14 +143,14 @@ class Settings:
         return Action.DELIVER, ""
 
 
-def threshold_for_fpr(model_points: list[dict[str, Any]], target: float) -> tuple[float, float] | None:
+def threshold_for_fpr(model_points: Sequence[OperatingPoint], target: float) -> tuple[float, float] | None:
     """Probability threshold for a target FPR from a model's operating points.
 
     Takes the point with the largest measured target FPR not above the one
     asked for (so the FPR is at most the target on the model's validation
     mail); below the model's smallest point, the smallest point is used.
     """
-    pts = sorted((float(p["target_fpr"]), float(p["threshold"])) for p in model_points if "target_fpr" in p)
+    pts = sorted((p.target_fpr, p.threshold) for p in model_points)
     if not pts:
         return None
     below = [p for p in pts if p[0] <= target + 1e-15]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from spamgate.model.errors import ErrorKind, ServiceError
 from spamgate.model.evidence import THIN_EVIDENCE
 from spamgate.model.limits import ParseLimits
+from spamgate.model.manifest import OperatingPoint
 from spamgate.model.parse import parse_message
 from spamgate.model.scoring import Reason, Score
 from spamgate.service.policy.decide import (
@@ -197,7 +199,7 @@ def build_verdict(
     reasons: tuple[Reason, ...] = ()
     cut: tuple[str, ...] = ()
     model_version = ""
-    points: list[dict[str, Any]] = []
+    points: Sequence[OperatingPoint] = ()
     aborted: ScoringAborted | None = None
     unfamiliar = ""
     if needs_model:

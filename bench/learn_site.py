@@ -61,6 +61,7 @@ from spamgate.training import metrics
 from spamgate.training.default_model import CORPORA, FEATURES, TRAINING
 from spamgate.training.featurize import Featurized
 from spamgate.training.fit import _fit_linear, fit
+from spamgate.training.new_site import new_site_points, score_left_out
 from spamgate.training.retrain import ADAPT, ADAPTS, GateConfig, retrain_rows
 from spamgate.training.site_layer import fit_layer
 from spamgate.training.train import build_manifest, deduplicate, join, new_version, training_filter_files
@@ -128,11 +129,18 @@ def compare(base: Featurized, stream: Featurized, test: Featurized) -> dict[str,
     return {"results": rows, "seconds": round(time.perf_counter() - t0)}
 
 
-def reference_artifact(base: Featurized, out: Path, jobs: int) -> Any:
-    """The base recipe as a loaded artifact with its training filter (the site's day-0 model)."""
+def reference_artifact(base: Featurized, parts: dict[str, Featurized], out: Path, jobs: int) -> Any:
+    """The base recipe as a loaded artifact with its training filter (the site's day-0 model).
+
+    With new-site points from leaving each base corpus out, as ``make default-model`` records them
+    for the bundled model: a fresh install resolves its policy against them, and a retrain keeps
+    them as floors (``Artifact.policy_points``). They come from the base corpora only; the site
+    being learnt never sets them.
+    """
     result = fit(base.X, base.y, TRAINING, n_jobs=jobs)
     version = new_version(base.content_sha256)
     manifest = build_manifest(version, result, TRAINING, [], base.content_sha256, len(base.y), "bench")
+    manifest["new_site_operating_points"] = new_site_points(score_left_out(parts, TRAINING, n_jobs=jobs))
     path = write_artifact(
         out / version, manifest, FEATURES, result.model, training_filter_files(base.digests)
     )
@@ -140,28 +148,47 @@ def reference_artifact(base: Featurized, out: Path, jobs: int) -> Any:
 
 
 def at_threshold(model: Any, test: Featurized) -> dict[str, Any]:
-    """A model on the test mail: 1-ROCA% and the rates at its own FPR-0.1% point."""
+    """A model on the test mail: 1-ROCA%, and the rates at its FPR-0.1% threshold as the policy
+    resolves it (``policy_points``: new-site at day 0; after a retrain the own point, floored at the
+    new-site threshold until 10 / FPR site ham stand behind it) and at its own point alone."""
     m = model.model.margin(test.X)
     p = model.model.calibration.probability(m)
-    point = next(pt for pt in model.operating_points if abs(pt["target_fpr"] - 0.001) < 1e-12)
-    at = metrics.rates_at(test.y, p, point["threshold"])
+
+    def at_point(points: Any) -> Any:
+        return next(pt for pt in points if abs(pt.target_fpr - 0.001) < 1e-12)
+
+    point, own = at_point(model.policy_points), at_point(model.operating_points)
+    at = metrics.rates_at(test.y, p, point.threshold)
+    at_own = metrics.rates_at(test.y, p, own.threshold)
     return {
         "one_minus_roca_pct": metrics.one_minus_roca_pct(test.y, m),
-        "threshold_fpr_0.1%": point["threshold"],
+        "threshold_fpr_0.1%": point.threshold,
+        "floored": point.floored,
         "fpr_at_threshold": at["fpr"],
         "false_positives": at["false_positives"],
         "catch_at_threshold": at["catch"],
+        "own_threshold_fpr_0.1%": own.threshold,
+        "fpr_at_own": at_own["fpr"],
+        "false_positives_at_own": at_own["false_positives"],
+        "catch_at_own": at_own["catch"],
         "test_ham": int((test.y == 0).sum()),
         "test_spam": int((test.y == 1).sum()),
     }
 
 
-def learn(base: Featurized, stream: Featurized, test: Featurized, jobs: int, adapt: str) -> dict[str, Any]:
+def learn(
+    base: Featurized,
+    parts: dict[str, Featurized],
+    stream: Featurized,
+    test: Featurized,
+    jobs: int,
+    adapt: str,
+) -> dict[str, Any]:
     """The learning curve: ``retrain_rows`` after n reports, against day 0 and all the site's mail."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="learn-site-") as tmp:
         root = Path(tmp)
-        ref = reference_artifact(base, root / "ref", jobs)
+        ref = reference_artifact(base, parts, root / "ref", jobs)
         out["day 0"] = at_threshold(ref, test)
         print(f"  day 0: {out['day 0']}", flush=True)
         every = len(stream.y)
@@ -199,13 +226,15 @@ def learn(base: Featurized, stream: Featurized, test: Featurized, jobs: int, ada
     return out
 
 
-def load(data: Path, cache: Path, site: str, jobs: int) -> tuple[Featurized, Featurized, Featurized, str]:
-    parts = [load_site(data, n, FEATURES, cache, jobs).data for n in SITES[site]]
-    base = deduplicate(join(parts))
+def load(
+    data: Path, cache: Path, site: str, jobs: int
+) -> tuple[Featurized, dict[str, Featurized], Featurized, Featurized, str]:
+    parts = {n: load_site(data, n, FEATURES, cache, jobs).data for n in SITES[site]}
+    base = deduplicate(join(list(parts.values())))
     stream, test, how = site_split(load_site(data, site, FEATURES, cache, jobs).data, base)
     if int((test.y == 0).sum()) < MIN_TEST_HAM:
         raise SystemExit(f"{site}: the test half holds fewer than {MIN_TEST_HAM} ham")
-    return base, stream, test, how
+    return base, parts, stream, test, how
 
 
 def _f(x: float, d: int = 3) -> str:
@@ -260,8 +289,10 @@ def render_learn(res: dict[str, Any], command: str) -> str:
         "[bench/results/learn_site.png](bench/results/learn_site.png). After n reports (every reporter "
         "untrusted, so the gate judges on held-back base mail), the retrain `spamgate retrain` runs "
         "(`training.retrain.retrain_rows`); figures on the newer half of the site's mail. "
-        "Threshold = the retrained model's own FPR-0.1% point (what the default REROUTE resolves to "
-        "once `site_reports > 0`).",
+        "Threshold = the FPR-0.1% threshold the default REROUTE resolves to (`Artifact.policy_points`): "
+        "at day 0 the new-site point (leave one base corpus out); after a retrain the model's own point, "
+        "kept at least at that new-site threshold until 10 / FPR = 10,000 of the site's ham stand behind "
+        "it (floored: *). Beside it, the retrained model's own point alone.",
         "",
     ]
     for site, r in res["sites"].items():
@@ -269,9 +300,9 @@ def render_learn(res: dict[str, Any], command: str) -> str:
             f"**{site}** (`{r['command']}`): reports in {r['order']}; test {r['test_ham']} ham, "
             f"{r['test_spam']} spam; base {r['n_base']} messages",
             "",
-            "| reports (ham/spam) | 1-ROCA% | FPR at own 0.1% point (FP) | catch there | gate "
-            "| contradicting |",
-            "|---|---|---|---|---|---|",
+            "| reports (ham/spam) | 1-ROCA% | REROUTE threshold | FPR there (FP) | catch there "
+            "| own 0.1% point: FPR (FP) / catch | gate | contradicting |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for key, v in r["learn"].items():
             if key == "day 0":
@@ -282,9 +313,12 @@ def render_learn(res: dict[str, Any], command: str) -> str:
                 )
                 gate = "promoted" if v["promoted"] else "not promoted: " + v["gate"]
                 contra = f"{v['contradicting_fraction']:.1%}"
+            floored = "*" if v.get("floored") else ""
             lines.append(
-                f"| {name} | {_f(v['one_minus_roca_pct'])} | {v['fpr_at_threshold']:.3%} "
-                f"({v['false_positives']}) | {v['catch_at_threshold']:.1%} | {gate} | {contra} |"
+                f"| {name} | {_f(v['one_minus_roca_pct'])} | {v['threshold_fpr_0.1%']:.4f}{floored} "
+                f"| {v['fpr_at_threshold']:.3%} ({v['false_positives']}) | {v['catch_at_threshold']:.1%} "
+                f"| {v['fpr_at_own']:.3%} ({v['false_positives_at_own']}) / {v['catch_at_own']:.1%} "
+                f"| {gate} | {contra} |"
             )
         lines.append("")
         lines += r.get("targets", [])
@@ -303,7 +337,8 @@ def targets(r: dict[str, Any]) -> list[str]:
         f"- after 1,000 reports: 1-ROCA% {_f(at['one_minus_roca_pct'])} vs {_f(every['one_minus_roca_pct'])} "
         f"with all of the site's training mail = {ratio:.2f}x (target <= 2x: "
         f"{'met' if ratio <= 2 else 'NOT met'})",
-        f"- FPR at the retrained model's FPR-0.1% threshold on the site's later ham: "
+        "- FPR at the retrained model's FPR-0.1% threshold (as the policy resolves it) on the site's "
+        f"later ham: "
         f"{at['fpr_at_threshold']:.3%} ({at['false_positives']} of {at['test_ham']}) (target <= 0.1%: "
         f"{'met' if at['fpr_at_threshold'] <= 0.001 else 'NOT met'})",
     ]
@@ -357,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache or args.data / ".spamgate-cache"
     res: dict[str, Any] = {"facts": run_facts(command), "feature_version": FEATURE_VERSION, "sites": {}}
     for site in sites:
-        base, stream, test, how = load(args.data, cache, site, args.jobs)
+        base, parts, stream, test, how = load(args.data, cache, site, args.jobs)
         print(f"{site}: base {len(base.y)}, stream {len(stream.y)}, test {len(test.y)} ({how})", flush=True)
         r: dict[str, Any] = {
             "base": SITES[site],
@@ -370,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare:
             r["compare"] = compare(base, stream, test)
         else:
-            r["learn"] = learn(base, stream, test, args.jobs, args.adapt)
+            r["learn"] = learn(base, parts, stream, test, args.jobs, args.adapt)
             r["adapt"] = args.adapt
             r["targets"] = targets(r)
         res["sites"][site] = r

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +97,25 @@ class Artifact:
 
         A model that has never seen the site's own mail is judged by what its
         recipe did at sites it was not trained on; once retrained on the
-        site's reports, by its own out-of-fold figures.
+        site's reports, by its own out-of-fold figures — but a point not yet
+        measured on the site's own ham (fewer than 10 / FPR reported ham behind
+        it) keeps the new-site threshold of the model it was retrained from as a
+        floor. Evidence (issue 15, ``bench/learn_site.py --learn``): trec07p
+        after 1,000 reports (217 ham), the own FPR-0.1% point, held on those
+        217 ham and ~39,000 base messages, gave 0.113% (4 of 3,532) on the
+        site's later ham; 217 ham cannot measure 0.1%, so the threshold the
+        recipe held at sites it never saw stays the lower bound.
         """
         if self.at_new_site:
             return self.new_site_operating_points
-        return self.operating_points
+        floors = {p.target_fpr: p for p in self.info.new_site_floor_points}
+        out = []
+        for own in self.operating_points:
+            floor = floors.get(own.target_fpr)
+            if floor is not None and not own.measured_at_site and floor.threshold > own.threshold:
+                own = replace(own, threshold=floor.threshold, fpr=floor.fpr, catch=floor.catch, floored=True)
+            out.append(own)
+        return tuple(out)
 
 
 def sha256_file(path: Path) -> str:

@@ -21,6 +21,10 @@ from typing import Any
 
 from spamgate.model.errors import DataError
 
+# A false-positive rate f is measured, not extrapolated, with at least 10 / f ham behind it (ten
+# false positives' worth): the rule of training.new_site and training.site_layer.
+MIN_HAM_PER_FPR = 10
+
 
 class ManifestError(DataError, ValueError):
     """A manifest value the serving side would decide on is missing or invalid (names the key)."""
@@ -40,7 +44,9 @@ class OperatingPoint:
     """A probability threshold and what it measured: FPR ``fpr`` and catch rate ``catch`` at it.
 
     ``target_fpr`` names the point (``name`` is ``fpr_<target>``); ``extrapolated``: fewer than
-    10 / target_fpr ham stood behind it, so the FPR is not measured, only bounded.
+    10 / target_fpr ham stood behind it, so the FPR is not measured, only bounded. ``site_ham``:
+    for a model retrained at a site, how many of the site's reported ham the point was held on
+    (``training.site_layer.held_at_site``); None where no site mail was involved.
     """
 
     name: str
@@ -49,6 +55,27 @@ class OperatingPoint:
     fpr: float
     catch: float
     extrapolated: bool = False
+    site_ham: int | None = None
+    # Set by Artifact.policy_points: the threshold is the new-site floor, not measured here.
+    floored: bool = False
+
+    @property
+    def measured_at_site(self) -> bool:
+        """Enough of the site's own ham stand behind the point to measure its FPR (10 / target)."""
+        return self.site_ham is not None and self.site_ham >= MIN_HAM_PER_FPR / self.target_fpr
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "target_fpr": self.target_fpr,
+            "threshold": self.threshold,
+            "fpr": self.fpr,
+            "catch": self.catch,
+            "extrapolated": self.extrapolated,
+        }
+        if self.site_ham is not None:
+            out["site_reports_ham"] = self.site_ham
+        return out
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> OperatingPoint:
@@ -60,6 +87,11 @@ class OperatingPoint:
         extrapolated = raw.get("extrapolated", False)
         if not isinstance(extrapolated, bool):
             raise ManifestError(f"{where}.extrapolated: expected true or false, got {extrapolated!r}")
+        site_ham = raw.get("site_reports_ham")
+        if site_ham is not None and (
+            isinstance(site_ham, bool) or not isinstance(site_ham, int) or site_ham < 0
+        ):
+            raise ManifestError(f"{where}.site_reports_ham: expected a count >= 0, got {site_ham!r}")
         return cls(
             name=name,
             target_fpr=_fraction(raw, "target_fpr", where),
@@ -67,6 +99,7 @@ class OperatingPoint:
             fpr=_fraction(raw, "fpr", where),
             catch=_fraction(raw, "catch", where),
             extrapolated=extrapolated,
+            site_ham=site_ham,
         )
 
 
@@ -99,6 +132,7 @@ class Manifest:
     feature_version: str
     operating_points: tuple[OperatingPoint, ...]
     new_site_operating_points: tuple[OperatingPoint, ...]
+    new_site_floor_points: tuple[OperatingPoint, ...]
     site_reports: int
     training_messages: int
     corpora: tuple[str, ...]  # "name (ham/spam)"
@@ -130,6 +164,9 @@ class Manifest:
             operating_points=operating_points(raw.get("operating_points"), "operating_points"),
             new_site_operating_points=operating_points(
                 raw.get("new_site_operating_points"), "new_site_operating_points"
+            ),
+            new_site_floor_points=operating_points(
+                raw.get("new_site_floor_points"), "new_site_floor_points"
             ),
             site_reports=site_reports,
             training_messages=messages,

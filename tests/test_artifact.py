@@ -190,3 +190,23 @@ def test_a_trainer_cannot_write_an_invalid_manifest(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="site_reports"):
         write_artifact(tmp_path / "bad", {"version": "bad", "site_reports": True}, CFG, model)
     assert not (tmp_path / "bad").exists()
+
+
+def test_points_the_site_cannot_measure_keep_their_new_site_floor(tmp_path: Path) -> None:
+    """Issue 15: a retrained model's own point stands only where 10 / FPR site ham stand behind it."""
+
+    def point(target: float, threshold: float, site_ham: int | None = None) -> dict[str, object]:
+        p = {"name": f"fpr_{target:g}", "target_fpr": target, "threshold": threshold, "fpr": target}
+        return {**p, "catch": 0.9, **({"site_reports_ham": site_ham} if site_ham is not None else {})}
+
+    path = _write(tmp_path)
+    own = [point(0.01, 0.5, site_ham=1200), point(0.001, 0.9, site_ham=1200), point(0.0001, 0.999, 1200)]
+    floors = [point(0.01, 0.97), point(0.001, 0.99), point(0.0001, 0.995)]
+    _tamper_manifest(path, {"operating_points": own, "new_site_floor_points": floors, "site_reports": 1500})
+    effective = {p.target_fpr: p for p in load_artifact(path).policy_points}
+    assert effective[0.01].threshold == 0.5 and not effective[0.01].floored  # 1,200 ham measure 1%
+    assert effective[0.001].threshold == 0.99 and effective[0.001].floored  # ... but not 0.1%
+    assert effective[0.0001].threshold == 0.999  # the own point is already stricter than the floor
+    # no floors recorded (a model trained on its own corpora): its own points, as before
+    _tamper_manifest(path, {"new_site_floor_points": []})
+    assert [p.threshold for p in load_artifact(path).policy_points] == [0.5, 0.9, 0.999]

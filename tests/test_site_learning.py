@@ -315,3 +315,32 @@ def test_thresholds_are_raised_to_hold_on_the_site_reports() -> None:
     )
     assert all(r["threshold"] >= q["threshold"] for r, q in zip(raised, points, strict=True))
     assert held_at_site(points, y[:1000], p[:1000], 1000) == points  # no reported ham: unchanged
+
+
+def test_a_first_retrain_keeps_the_new_site_thresholds_as_floors(tmp_path: Path) -> None:
+    """Issue 15: until 10 / FPR of the site's own ham stand behind a point, the new-site threshold of
+    the model retrained from is its lower bound (trec07p after 1,000 reports, 217 of them ham: the own
+    FPR-0.1% point gave 0.113% on the site's later ham)."""
+    from spamgate.model.bundled import bundled_model_path
+
+    bundled = load_artifact(bundled_model_path())
+    reports = [Report(m, "admin", True) for m in _msgs(60, seed=46, start=1e9)]
+    path, _ = retrain(
+        _msgs(120, seed=45), None, tmp_path / "reg", SMALL, FAST, GateConfig(holdout=0.3, roca_tolerance=10),
+        [], n_jobs=1, progress=False, reports=reports,
+    )
+    art = load_artifact(path)
+    assert art.site_reports > 0 and not art.at_new_site
+    floors = {p.target_fpr: p.threshold for p in bundled.new_site_operating_points}
+    assert {p.target_fpr: p.threshold for p in art.info.new_site_floor_points} == floors
+    effective = {p.target_fpr: p for p in art.policy_points}
+    for own in art.operating_points:
+        assert own.site_ham is not None and own.site_ham < 10 / own.target_fpr  # a few dozen site ham
+        assert effective[own.target_fpr].threshold == max(own.threshold, floors[own.target_fpr])
+    assert any(p.floored for p in art.policy_points)
+    # and the next retrain from this one carries the same floors on
+    again, _ = retrain(
+        _msgs(120, seed=45), art, tmp_path / "reg2", SMALL, FAST, GateConfig(holdout=0.3, roca_tolerance=10),
+        [], n_jobs=1, progress=False, reports=reports,
+    )
+    assert {p.target_fpr: p.threshold for p in load_artifact(again).info.new_site_floor_points} == floors

@@ -408,6 +408,11 @@ def retrain_rows(
     manifest["training"]["method"] = method
     manifest["training"]["fit_seconds_total"] = round(time.perf_counter() - t0, 2)
     manifest["gate"] = decision
+    if n_rep:
+        # Floors for the points the site's own ham cannot measure yet (Artifact.policy_points): the
+        # reference's new-site points, carried on from retrain to retrain.
+        floors = reference.new_site_operating_points or reference.info.new_site_floor_points
+        manifest["new_site_floor_points"] = [p.to_dict() for p in floors]
     target = write_artifact(
         Path(out_root) / version, manifest, feature_cfg, result.model, training_filter_files(tr.digests)
     )

@@ -16,6 +16,7 @@ from bench.new_site import (
     token_counts,
 )
 from spamgate.model.features import FeatureConfig, FeatureExtractor
+from spamgate.model.manifest import OperatingPoint
 from spamgate.service.policy.settings import Action
 from tests.conftest import write_corpus
 from tests.mail import generated_corpus, make
@@ -51,9 +52,8 @@ def test_featurised_site_is_cached_and_reused(tmp_path: Path) -> None:
 
 def test_day0_actions_follow_the_default_policy_and_cap_unfamiliar_mail() -> None:
     points = [
-        {"target_fpr": 0.01, "threshold": 0.5},
-        {"target_fpr": 0.001, "threshold": 0.9},
-        {"target_fpr": 0.0001, "threshold": 0.99},
+        OperatingPoint(f"fpr_{f:g}", target_fpr=f, threshold=t, fpr=f, catch=0.5)
+        for f, t in ((0.01, 0.5), (0.001, 0.9), (0.0001, 0.99))
     ]
     resolved = default_thresholds(points)
     assert [(a, t) for a, t, _ in resolved] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 
 from spamgate.model.artifact import Artifact, load_artifact
+from spamgate.model.bundled import bundled_model_path
 from spamgate.model.features import FeatureConfig
 from spamgate.service.api.client import SpamGateClient
+from spamgate.service.scoring.model_holder import ModelHolder
 from spamgate.training.fit import TrainConfig
 from spamgate.training.train import CorpusSpec, train
 from tests.mail import generated_corpus
@@ -46,6 +49,23 @@ def train_small(out: Path, seed: int = 3, n: int = 200) -> Artifact:
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     return train_small(tmp_path_factory.mktemp("models") / "small")
+
+
+@pytest.fixture(scope="module")
+def bundled_holder() -> ModelHolder:
+    """A holder with the bundled model, as on a fresh install (loaded once per test module)."""
+    h = ModelHolder()
+    h.load(bundled_model_path())
+    return h
+
+
+def damaged_copy(model: Artifact, dest: Path) -> Path:
+    """A copy of ``model`` at ``dest`` whose weights.npz ends in 10 wrong bytes, so loading it fails."""
+    assert model.path is not None
+    shutil.copytree(model.path, dest)
+    weights = dest / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    return dest
 
 
 @contextmanager

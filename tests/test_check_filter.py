@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from spamgate.model.artifact import Artifact
 from spamgate.service.mta.plan import Plan, rewrite_message, tagged_subject
+from tests.conftest import damaged_copy
 from tests.mail import make
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,15 +88,6 @@ def test_check_exit_code_per_verdict(tmp_path: Path, small_model: Artifact) -> N
     assert r.stderr == b""
 
 
-def _damaged_model(tmp_path: Path, small_model: Artifact) -> Path:
-    assert small_model.path is not None
-    copy = tmp_path / "damaged-model"
-    shutil.copytree(small_model.path, copy)
-    weights = copy / "weights.npz"
-    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
-    return copy
-
-
 def test_a_configuration_error_is_exit_78_never_an_outage(tmp_path: Path, small_model: Artifact) -> None:
     """Exit 78 (EX_CONFIG) with one line on stderr and nothing on stdout, whatever the fail mode."""
     bad = tmp_path / "bad.toml"
@@ -109,7 +100,7 @@ def test_a_configuration_error_is_exit_78_never_an_outage(tmp_path: Path, small_
         "empty policy": ([*model, "--policy", str(empty)], "no settings"),
         "missing policy": ([*model, "--policy", str(tmp_path / "nope.toml")], "cannot read"),
         "missing model": (["--model", str(tmp_path / "nope")], "no model there"),
-        "damaged model": (["--model", str(_damaged_model(tmp_path, small_model))], "weights.npz"),
+        "damaged model": (["--model", str(damaged_copy(small_model, tmp_path / "damaged"))], "weights.npz"),
         "unknown argument": ([*model, "--bogus"], "unrecognized arguments: --bogus"),
         "bad value": ([*model, "--timeout", "soon"], "invalid float value"),
         "bad fail mode": ([*model, "--fail-mode", "maybe"], "invalid choice"),

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from spamgate.model.bundled import bundled_model_path
 from spamgate.service.policy.policy_file import PolicyHolder
 from spamgate.service.policy.settings import Action
 from spamgate.service.scoring.model_holder import ModelHolder
@@ -31,13 +30,6 @@ KNOWN_TAGGED = {"es/01-business.eml"}
 
 def _id(p: Path) -> str:
     return f"{p.parent.name}/{p.name}"
-
-
-@pytest.fixture(scope="module")
-def holder() -> ModelHolder:
-    h = ModelHolder()
-    h.load(bundled_model_path())
-    return h
 
 
 def test_the_set_is_there() -> None:
@@ -54,6 +46,7 @@ def test_the_set_is_there() -> None:
     ],
     ids=_id,
 )
-def test_bundled_model_delivers_ordinary_mail(holder: ModelHolder, path: Path) -> None:
-    v = build_verdict(Request(message=path.read_bytes()), holder, PolicyHolder(None).current(), 1 << 24)
+def test_bundled_model_delivers_ordinary_mail(bundled_holder: ModelHolder, path: Path) -> None:
+    policy = PolicyHolder(None).current()
+    v = build_verdict(Request(message=path.read_bytes()), bundled_holder, policy, 1 << 24)
     assert v.action == Action.DELIVER, (v.spam_probability, v.threshold, [r.name for r in v.reasons[:4]])

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spamgate.model.bundled import bundled_model_path
 from spamgate.model.familiarity import MIN_TOKENS, FamiliarityCheck, non_latin_letter_share
 from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
 from spamgate.service.policy.settings import Action
@@ -18,13 +17,6 @@ from tests.mail import html, make
 
 SET = Path(__file__).resolve().parent / "multilingual"
 NON_LATIN = ("ar", "el", "he", "hi", "ja", "ko", "ru", "th", "uk", "zh")
-
-
-@pytest.fixture(scope="module")
-def holder() -> ModelHolder:
-    h = ModelHolder()
-    h.load(bundled_model_path())
-    return h
 
 
 def test_check_counts_unseen_tokens_against_the_models_zero_columns() -> None:
@@ -50,8 +42,8 @@ def test_non_latin_letter_share() -> None:
     assert non_latin_letter_share("12345 !!!") == 0.0
 
 
-def test_flag_fires_on_non_latin_ordinary_mail_and_not_on_english(holder: ModelHolder) -> None:
-    scorer = holder.current()
+def test_flag_fires_on_non_latin_ordinary_mail_and_not_on_english(bundled_holder: ModelHolder) -> None:
+    scorer = bundled_holder.current()
     files = [f for lang in NON_LATIN for f in sorted((SET / "ham" / lang).glob("*.eml"))]
     assert len(files) >= 50
     flagged = [f for f in files if scorer.score(f.read_bytes()).unfamiliar]
@@ -61,39 +53,42 @@ def test_flag_fires_on_non_latin_ordinary_mail_and_not_on_english(holder: ModelH
     assert not any(scorer.score(raw).unfamiliar for raw in english)
 
 
-def test_unfamiliar_mail_is_capped_at_unfamiliar_max_action(holder: ModelHolder, tmp_path: Path) -> None:
+def test_unfamiliar_mail_is_capped_at_unfamiliar_max_action(
+    bundled_holder: ModelHolder, tmp_path: Path
+) -> None:
     raw = (SET / "ham" / "ru" / "01-business.eml").read_bytes()
     strict = tmp_path / "strict.toml"
     everything = "[thresholds]\ntag = 1e-9\nreroute = 1e-9\nreject = 1e-9\n"
     strict.write_text(everything)
-    v = build_verdict(Request(message=raw), holder, parse_policy(strict), 1 << 24)
+    v = build_verdict(Request(message=raw), bundled_holder, parse_policy(strict), 1 << 24)
     assert v.unfamiliar and v.action == Action.TAG
     assert v.reasons[0].name == "UNFAMILIAR_LANGUAGE" and v.reasons[0].kind == "familiarity"
     assert "thresholds said reject" in v.threshold
     lifted = tmp_path / "lifted.toml"
     lifted.write_text('unfamiliar_max_action = "REROUTE"\n' + everything)
-    assert build_verdict(Request(message=raw), holder, parse_policy(lifted), 1 << 24).action == Action.REROUTE
+    lifted_verdict = build_verdict(Request(message=raw), bundled_holder, parse_policy(lifted), 1 << 24)
+    assert lifted_verdict.action == Action.REROUTE
     # A familiar message under the same strict policy is not capped.
-    familiar = build_verdict(Request(message=make()), holder, parse_policy(strict), 1 << 24)
+    familiar = build_verdict(Request(message=make()), bundled_holder, parse_policy(strict), 1 << 24)
     assert not familiar.unfamiliar and familiar.action == Action.REJECT
 
 
-def test_unfamiliar_verdicts_are_counted(holder: ModelHolder) -> None:
-    engine = Engine(holder, PolicyHolder(None), 1 << 24)
+def test_unfamiliar_verdicts_are_counted(bundled_holder: ModelHolder) -> None:
+    engine = Engine(bundled_holder, PolicyHolder(None), 1 << 24)
     engine.classify(Request(message=(SET / "ham" / "zh" / "01-business.eml").read_bytes()), "test")
     engine.classify(Request(message=make()), "test")
     assert engine.metrics.unfamiliar._value.get() == 1
 
 
-def test_flag_is_on_the_wire(holder: ModelHolder) -> None:
+def test_flag_is_on_the_wire(bundled_holder: ModelHolder) -> None:
     from spamgate.service.api.proto_convert import verdict_to_proto
 
-    v = build_verdict(Request(message=(SET / "ham" / "th" / "01-business.eml").read_bytes()), holder,
+    v = build_verdict(Request(message=(SET / "ham" / "th" / "01-business.eml").read_bytes()), bundled_holder,
                       PolicyHolder(None).current(), 1 << 24)
     assert verdict_to_proto(v).unfamiliar and verdict_to_proto(v).reasons[0].kind == "familiarity"
 
 
-def test_thin_messages_stay_below_the_default_tag_point(holder: ModelHolder) -> None:
+def test_thin_messages_stay_below_the_default_tag_point(bundled_holder: ModelHolder) -> None:
     """Two-word test messages and a list-membership reminder are not tagged at a new site.
 
     (The thin ones among them are also squeezed into the middle band: tests/test_evidence.py.)
@@ -116,5 +111,5 @@ def test_thin_messages_stay_below_the_default_tag_point(holder: ModelHolder) -> 
     ]
     policy = PolicyHolder(None).current()
     for raw in thin:
-        v = build_verdict(Request(message=raw), holder, policy, 1 << 24)
+        v = build_verdict(Request(message=raw), bundled_holder, policy, 1 << 24)
         assert v.action == Action.DELIVER, (raw[:60], v.spam_probability, v.threshold)

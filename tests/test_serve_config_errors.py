@@ -6,13 +6,13 @@ test_service.py and test_policy_reload.py.)
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from spamgate.model.artifact import Artifact
 from spamgate.service.api.launch import REPO
+from tests.conftest import damaged_copy
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,11 +35,7 @@ def test_an_unusable_public_key_is_a_configuration_error(tmp_path: Path) -> None
 
 
 def test_a_damaged_model_is_a_configuration_error(tmp_path: Path, small_model: Artifact) -> None:
-    assert small_model.path is not None
-    model = tmp_path / "model"
-    shutil.copytree(small_model.path, model)
-    weights = model / "weights.npz"
-    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    model = damaged_copy(small_model, tmp_path / "model")
     r = serve("--model", str(model))
     assert r.returncode == 78, r.stderr
     assert "spamgate serve: configuration error: model" in r.stderr and "weights.npz" in r.stderr

@@ -59,6 +59,20 @@ class ConfigurationError(SpamgateError):
     """The admin's configuration cannot work (file and key named); exit 78, never an outage."""
 
 
+class ConfigurationErrors(ConfigurationError):
+    """Every problem found in one configuration file at once, each naming where and why.
+
+    An admin fixes them in one pass instead of one per restart. ``errors`` keeps the list;
+    the message is ``HEADING:`` and the list, one a line.
+    """
+
+    heading = "invalid configuration"
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{self.heading}:\n  " + "\n  ".join(errors))
+        self.errors = errors
+
+
 class DataError(SpamgateError):
     """Something read or written is unusable: an artifact, signature, corpus, registry, index, download."""
 

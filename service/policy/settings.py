@@ -26,7 +26,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from spamgate.model.errors import ConfigurationError
+from spamgate.model.errors import ConfigurationErrors
 from spamgate.model.manifest import OperatingPoint
 from spamgate.service.policy.lists import AddressList, DomainSet
 
@@ -44,12 +44,10 @@ class Action(enum.IntEnum):
 THRESHOLD_ACTIONS = (Action.TAG, Action.REROUTE, Action.REJECT, Action.DELETE)
 
 
-class PolicyError(ConfigurationError):
+class PolicyError(ConfigurationErrors):
     """Every problem found in a policy, each with file, line, key and why."""
 
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("invalid policy:\n  " + "\n  ".join(errors))
-        self.errors = errors
+    heading = "invalid policy"
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from spamgate.model.bundled import bundled_model_path
-from spamgate.model.errors import ConfigurationError
+from spamgate.model.errors import ConfigurationErrors
 from spamgate.model.limits import ParseLimits
 from spamgate.service.runtime.toml_lines import with_lines
 
@@ -75,12 +75,8 @@ DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
 
 
-class ConfigError(ConfigurationError):
+class ConfigError(ConfigurationErrors):
     """One or more configuration errors, each naming the key."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("invalid configuration:\n  " + "\n  ".join(errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True)

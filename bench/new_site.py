@@ -387,11 +387,14 @@ def day0(y: np.ndarray, probs: np.ndarray, acts: np.ndarray, unfamiliar: np.ndar
         "ham_tagged": int((ham == Action.TAG).sum()),
         "ham_rerouted_or_worse": int((ham >= Action.REROUTE).sum()),
         "spam_caught": int((spam > Action.DELIVER).sum()),
+        # What the destructive points do to spam (REROUTE and above): the price of raising them.
+        "spam_rerouted_or_worse": int((spam >= Action.REROUTE).sum()),
         "one_minus_roca_pct": metrics.one_minus_roca_pct(y, probs) if n_ham and n_spam else None,
     }
     for k in ("ham_delivered", "ham_tagged", "ham_rerouted_or_worse"):
         out[k + "_frac"] = out[k] / n_ham if n_ham else None
     out["spam_caught_frac"] = out["spam_caught"] / n_spam if n_spam else None
+    out["spam_rerouted_or_worse_frac"] = out["spam_rerouted_or_worse"] / n_spam if n_spam else None
     if len(unfamiliar):
         out["ham_unfamiliar"] = int(np.asarray(unfamiliar)[y == 0].sum())
         out["ham_unfamiliar_frac"] = out["ham_unfamiliar"] / n_ham if n_ham else None
@@ -613,12 +616,14 @@ def render(results: dict[str, Any], command: str) -> str:
         "four recipe corpora) scores its mail that was not in the training mail. Policy: the default "
         f"(`{POLICY}`: TAG at FPR 1%, REROUTE at 0.1%, REJECT at 0.01%), **thresholds from the other sites' "
         "leave-one-out runs** (new-site points over the left-out runs of the other recipe corpora: "
-        "the judged site never sets its own), unfamiliar mail capped at TAG. Spam caught = any action "
-        "above DELIVER.",
+        "the judged site never sets its own; where fewer than 10 / FPR of a site's ham stand behind a "
+        "point, that site's threshold is the one whose 95% upper bound on its FPR meets the target, "
+        "`training.new_site`), unfamiliar mail capped at TAG. Spam caught = any action above DELIVER.",
         "",
         "| new site | ham / spam scored | ham delivered | ham tagged | ham rerouted or worse | spam caught "
-        "| 1-ROCA% | ham flagged unfamiliar | TAG / REROUTE / REJECT at p ≥ (set by) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| spam rerouted or worse | 1-ROCA% | ham flagged unfamiliar "
+        "| TAG / REROUTE / REJECT at p ≥ (set by) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, r in sites.items():
         f = r["spamgate"]
@@ -627,8 +632,8 @@ def render(results: dict[str, Any], command: str) -> str:
             f"| {name} | {f['n_ham']:,} / {f['n_spam']:,} | {_pct(f['ham_delivered_frac'], 2)} "
             f"| {_pct(f['ham_tagged_frac'], 2)} ({f['ham_tagged']}) "
             f"| {_pct(f['ham_rerouted_or_worse_frac'], 2)} ({f['ham_rerouted_or_worse']}) "
-            f"| {_pct(f['spam_caught_frac'])} | {_roca(f['one_minus_roca_pct'])} "
-            f"| {_pct(f.get('ham_unfamiliar_frac'), 2)} "
+            f"| {_pct(f['spam_caught_frac'])} | {_pct(f.get('spam_rerouted_or_worse_frac'))} "
+            f"| {_roca(f['one_minus_roca_pct'])} | {_pct(f.get('ham_unfamiliar_frac'), 2)} "
             f"| {_thresholds(th['p'])} ({', '.join(sorted(set(th['set_by'])))}) |"
         )
     sa_rows = [(n, r) for n, r in sites.items() if "sample" in r]
@@ -804,6 +809,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             m["sample"]["spamassassin_skipped"] = sa_why
         results[MULTI] = {k: v for k, v in m.items() if k not in ("paths", "y", "probs", "unfamiliar")}
+        rows = m["rows"]
+        loso_th = rows.get("new_site_points", {}).get("thresholds")
+        if loso_th is not None and rows["shipped"]["thresholds"] != loso_th:
+            notes.append(
+                f"The bundled model {m['model']} ships new-site points that differ from what "
+                "`training.new_site` gives on the same left-out runs (multilingual table: "
+                f"{_thresholds(rows['shipped']['thresholds'])} against "
+                f"{_thresholds(rows['new_site_points']['thresholds'])}); served thresholds follow the "
+                "manifest until the bundled model's new-site points are recomputed."
+            )
     if sa_why:
         notes.append(f"SpamAssassin {sa_why}")
     if {"spamassassin", "csdmc2010"} & set(results["sites"]):

@@ -34,6 +34,31 @@ def test_new_site_threshold_is_the_highest_over_left_out_sites() -> None:
     assert not points["fpr_5%"]["extrapolated"]
 
 
+def test_extrapolated_point_takes_the_fpr_upper_bound_not_the_quantile() -> None:
+    rng = np.random.default_rng(1)
+
+    def site(name: str, n_ham: int) -> SiteScores:
+        ham = rng.uniform(0.0, 0.99, n_ham)
+        return SiteScores(name, np.r_[np.zeros(n_ham), np.ones(50)], np.r_[ham, np.ones(50)], 0)
+
+    # At FPR 0.1%: 6,000 ham (the quantile lets 6 through, the 95% bound only 1: 2 of 6,000 bound
+    # the FPR at 0.105%), 1,000 ham (even 0 of 1,000 bounds it only at 0.3%: above all its ham),
+    # 20,000 ham (10 / 0.001 stand behind it: the quantile, 20 through).
+    mid, small, large = site("mid", 6000), site("small", 1000), site("large", 20000)
+    point = {p["name"]: p for p in new_site_points([mid, small, large])}["fpr_0.1%"]
+    per = point["sites"]
+    ham_mid = np.sort(mid.probs[mid.y == 0])[::-1]
+    assert per["mid"]["threshold_rule"] == "upper_bound_95" and per["mid"]["false_positives"] == 1
+    assert per["mid"]["threshold"] == np.nextafter(ham_mid[1], np.inf)
+    assert per["mid"]["quantile_threshold"] == np.nextafter(ham_mid[6], np.inf)
+    assert per["small"]["threshold_rule"] == "above_all_ham" and per["small"]["false_positives"] == 0
+    assert per["large"]["threshold_rule"] == "quantile" and per["large"]["false_positives"] == 20
+    assert point["extrapolated"] and point["threshold"] == max(s["threshold"] for s in per.values())
+    # A point every site measures (FPR 5%: 50 of 1,000 ham) keeps the quantile everywhere.
+    five = {p["name"]: p for p in new_site_points([mid, small, large])}["fpr_5%"]
+    assert {s["threshold_rule"] for s in five["sites"].values()} == {"quantile"}
+
+
 def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) -> None:
     one = write_corpus(tmp_path / "site1", n=120, seed=5)
     two = write_corpus(tmp_path / "site2", n=120, seed=9)

@@ -45,14 +45,14 @@ serve: $(STAMP)
 ## The whole test suite, plus lint and type checks (includes the real-Postfix milter test).
 test: $(MILTER_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy spamgate bench
+	$(BIN)/mypy spamgate bench tests
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy spamgate bench
+	$(BIN)/mypy spamgate bench tests
 
 ## Run the milter for Postfix/Sendmail against a running `make serve`.
 milter: $(MILTER_STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 BASE_HEADERS: dict[str, str] = {
     "Received": (
@@ -25,7 +26,7 @@ BASE_BODY = (
 
 
 def make(
-    headers: dict[str, str | None] | None = None,
+    headers: Mapping[str, str | None] | None = None,
     body: str = BASE_BODY,
     extra: list[tuple[str, str]] | None = None,
 ) -> bytes:
@@ -38,7 +39,7 @@ def make(
 
 
 def multipart(
-    parts: list[tuple[str, str, str]], headers: dict[str, str | None] | None = None, subtype: str = "mixed"
+    parts: list[tuple[str, str, str]], headers: Mapping[str, str | None] | None = None, subtype: str = "mixed"
 ) -> bytes:
     """A multipart message; each part is (content-type line, extra headers, body)."""
     boundary = "=_b0undary_42"
@@ -51,7 +52,7 @@ def multipart(
     return make(h, "\n".join(body))
 
 
-def html(doc: str, headers: dict[str, str | None] | None = None) -> bytes:
+def html(doc: str, headers: Mapping[str, str | None] | None = None) -> bytes:
     """An HTML-only message."""
     h: dict[str, str | None] = {"Content-Type": "text/html; charset=utf-8"}
     h.update(headers or {})

@@ -16,7 +16,12 @@ def test_write_file_replaces_durably_and_leaves_no_temp(
 ) -> None:
     synced: list[str] = []
     real = atomic.fsync_dir
-    monkeypatch.setattr(atomic, "fsync_dir", lambda p: (synced.append(str(p)), real(p)))
+
+    def recording_fsync_dir(path: Path) -> None:
+        synced.append(str(path))
+        real(path)
+
+    monkeypatch.setattr(atomic, "fsync_dir", recording_fsync_dir)
     target = tmp_path / "ACTIVE"
     target.write_text("old\n")
     atomic.write_file(target, b"new\n", mode=0o600)

@@ -45,7 +45,7 @@ def _day0_tag_point(scorer: Scorer) -> float:
 def test_rule_validates_its_parameters() -> None:
     for bad in ({"min_content": -1}, {"low": 0.6}, {"high": 0.4}, {"low": -0.1}, {"high": 1.5}):
         with pytest.raises(ValueError):
-            EvidenceRule(**bad)  # type: ignore[arg-type]
+            EvidenceRule(**bad)
 
 
 def test_squeeze_keeps_order_and_stays_in_the_band() -> None:

@@ -189,7 +189,7 @@ def _serve_registry(reg: Path, extra: dict[str, dict[str, object]] | None = None
         "model": {"registry": str(reg), "watch_seconds": 0.1},
     }
     over.update(extra or {})
-    cfg = with_server(load_config(None, over), port=0)  # type: ignore[arg-type]
+    cfg = with_server(load_config(None, over), port=0)
     running = start_server(cfg)
     running.engine.holder.load(cfg.model_path)
     return running

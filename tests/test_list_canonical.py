@@ -139,7 +139,7 @@ recipient_domains = ["Exec.Example.NET."]
 """
 
 
-def decision(pol, ip: str = "", sender: str = "", rcpt: str = "") -> str:  # type: ignore[no-untyped-def]
+def decision(pol: Policy, ip: str = "", sender: str = "", rcpt: str = "") -> str:
     groups = recipient_groups(pol, ip, sender, (rcpt,) if rcpt else (), lambda: None)
     assert len(groups) == 1
     return groups[0].list_decision

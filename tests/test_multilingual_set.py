@@ -83,9 +83,8 @@ def test_message_parses_and_decodes_to_its_script(path: Path) -> None:
 
 
 def test_messages_are_only_added_never_edited() -> None:
-    sums = dict(
-        reversed(line.split("  ", 1)) for line in (HERE / "SHA256SUMS").read_text().splitlines() if line
-    )
+    lines = (HERE / "SHA256SUMS").read_text().splitlines()
+    sums = {name: digest for digest, name in (line.split("  ", 1) for line in lines if line)}
     on_disk = {str(p.relative_to(HERE)) for p in FILES}
     assert on_disk == set(sums), "every .eml is listed in SHA256SUMS and every listed one exists"
     for rel, sha in sums.items():

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import grpc
 import pytest
@@ -21,7 +22,7 @@ from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
 from spamgate.service.policy.settings import Action, Policy, PolicyError, threshold_for_fpr
 from spamgate.service.runtime.config import load_config
 from spamgate.service.scoring.model_holder import ModelHolder
-from spamgate.service.scoring.verdict import Envelope, Request, build_verdict
+from spamgate.service.scoring.verdict import Envelope, Request, Verdict, build_verdict
 from tests.conftest import serve_with_policy
 from tests.mail import make
 
@@ -46,11 +47,19 @@ def holder(small_model: Artifact) -> ModelHolder:
     return h
 
 
-def verdict(holder: ModelHolder, policy: Policy, raw: bytes = b"", **env: object):  # type: ignore[no-untyped-def]
+class Env(TypedDict, total=False):
+    """The envelope fields a case may set; typed so a misspelt key or a bare-string rcpt fails mypy."""
+
+    ip: str
+    sender: str
+    rcpt: list[str]
+
+
+def verdict(holder: ModelHolder, policy: Policy, raw: bytes = b"", **env: Unpack[Env]) -> Verdict:
     e = Envelope(
-        client_ip=str(env.get("ip", "")),
-        mail_from=str(env.get("sender", "")),
-        rcpt_to=tuple(env.get("rcpt", ()) or ()),  # type: ignore[call-overload]
+        client_ip=env.get("ip", ""),
+        mail_from=env.get("sender", ""),
+        rcpt_to=tuple(env.get("rcpt", ())),
     )
     return build_verdict(Request(message=raw or make(), envelope=e), holder, policy, 10_000_000)
 
@@ -110,7 +119,7 @@ recipients = ["trap@example.net"]
 """,
         )
     )
-    cases = [
+    cases: list[tuple[Env, Action, str]] = [
         ({"sender": "boss@example.com"}, Action.DELIVER, "allow: sender boss@example.com"),
         ({"sender": "x@mail.partner.example"}, Action.DELIVER, "allow: sender_domain partner.example"),
         ({"ip": "192.0.2.77"}, Action.DELIVER, "allow: client_ip 192.0.2.0/24"),

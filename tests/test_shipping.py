@@ -226,7 +226,7 @@ def test_the_artifact_signature_is_checked_before_its_weights_are_fetched(
     priv, pub = keys
     other, _ = generate_keypair(tmp_path / "other")
     folder = version(small_model, www.root, "v1", other)
-    entries = {"v1": ship_index.folder_entry(folder)}
+    entries: dict[str, dict[str, ship_index.FileEntry] | None] = {"v1": ship_index.folder_entry(folder)}
     raw = ship_index.dumps(Index(entries, "v1", sequence=1, expires=ship_index.expiry(1)))
     (www.root / INDEX).write_bytes(raw)
     (www.root / INDEX_SIGNATURE).write_bytes(ship_index.sign(raw, load_private_key(priv)))
@@ -683,7 +683,9 @@ def test_expired_and_unsequenced_signed_indexes_are_refused(
     assert datetime.fromisoformat(doc["expires"]) - datetime.fromisoformat(doc["published"]) == timedelta(30)
     assert main([*publish_cli, "--valid-days", "0"]) != 0
     capsys.readouterr()
-    entries = {"v1": ship_index.folder_entry(www.root / "v1")}
+    entries: dict[str, dict[str, ship_index.FileEntry] | None] = {
+        "v1": ship_index.folder_entry(www.root / "v1")
+    }
     key = load_private_key(priv)
 
     def serve(index: Index) -> None:

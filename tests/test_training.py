@@ -5,6 +5,7 @@ from __future__ import annotations
 import mailbox
 import tarfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -28,7 +29,12 @@ def test_dir_reader_and_archive(tmp_path: Path) -> None:
     corpus = _dir_corpus(tmp_path / "c")
     msgs = list(read_corpus(corpus))
     assert len(msgs) == 60 and {m.label for m in msgs} == {0, 1}
-    for suffix, mode in ((".tar.gz", "w:gz"), (".tar.xz", "w:xz"), (".tar.bz2", "w:bz2")):
+    archives: tuple[tuple[str, Literal["w:gz", "w:xz", "w:bz2"]], ...] = (
+        (".tar.gz", "w:gz"),
+        (".tar.xz", "w:xz"),
+        (".tar.bz2", "w:bz2"),
+    )
+    for suffix, mode in archives:
         arch = tmp_path / f"c{suffix}"
         with tarfile.open(arch, mode) as tar:
             tar.add(corpus, arcname="c")
@@ -87,8 +93,8 @@ def test_mbox_and_maildir_readers(tmp_path: Path) -> None:
         arch = tmp_path / f"{name}.tar.gz"
         with tarfile.open(arch, "w:gz") as tar:
             tar.add(tmp_path / name, arcname=name)
-        got = sorted(m.raw for m in read_corpus(arch, fmt, label="spam"))
-        assert got == sorted(m.raw for m in read_corpus(tmp_path / name, fmt, label="spam"))
+        raws = sorted(m.raw for m in read_corpus(arch, fmt, label="spam"))
+        assert raws == sorted(m.raw for m in read_corpus(tmp_path / name, fmt, label="spam"))
 
 
 def test_splits_keep_groups_together() -> None:
@@ -99,7 +105,7 @@ def test_splits_keep_groups_together() -> None:
     order = [float(i) for i in range(10)]
     tr, te = time_split(order, 0.3)
     assert max(order[i] for i in tr) < min(order[i] for i in te)
-    dup = [None] * 10
+    dup: list[str | None] = [None] * 10
     dup[2] = dup[9] = "same"
     tr, te = time_split(order, 0.3, group_keys=dup)
     assert 9 in tr.tolist()

@@ -36,7 +36,11 @@ def test_classify_json_is_the_same_in_process_and_through_a_server(
     msgs = [tmp_path / "ham.eml", tmp_path / "spam.eml"]
     msgs[0].write_bytes(make())
     msgs[1].write_bytes(html("<p>Cheap pills, <b>no prescription</b>: <a href='http://rx.example/'>order</a></p>"))
-    over = {"metrics": {"port": 0}, "admin": {"socket": "off"}, "limits": {"cpu_budget_ms": 0}}
+    over: dict[str, dict[str, object]] = {
+        "metrics": {"port": 0},
+        "admin": {"socket": "off"},
+        "limits": {"cpu_budget_ms": 0},
+    }
     cfg = with_server(load_config(None, over), port=0)
     holder = ModelHolder()
     running = start_server(cfg, holder)

@@ -714,7 +714,15 @@ def _jsonable(x: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if "--learn" in args_in:
+        # The learning curve as a site's reports arrive (issue 15) lives in bench/learn_site.py, which
+        # reuses this module's cached featurisation; `new_site.py --learn` is the same run.
+        from bench.learn_site import main as learn_main
+
+        return learn_main(args_in)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--learn", action="store_true", help="the learning curve: bench/learn_site.py --learn")
     ap.add_argument("--data", type=Path, required=True, help="folder holding the unpacked shared corpora")
     ap.add_argument("--sites", default=",".join([*CORPORA, *EXTRA, MULTI]))
     ap.add_argument(

@@ -314,11 +314,16 @@ def render_learn(res: dict[str, Any], command: str) -> str:
                 gate = "promoted" if v["promoted"] else "not promoted: " + v["gate"]
                 contra = f"{v['contradicting_fraction']:.1%}"
             floored = "*" if v.get("floored") else ""
+            own = (  # rows from before the floors (issue 15) recorded the own point only
+                f"{v['fpr_at_own']:.3%} ({v['false_positives_at_own']}) / {v['catch_at_own']:.1%}"
+                if "fpr_at_own" in v
+                else "(not recorded)"
+            )
+            threshold = f"{v['threshold_fpr_0.1%']:.4f}{floored}" if "threshold_fpr_0.1%" in v else "?"
             lines.append(
-                f"| {name} | {_f(v['one_minus_roca_pct'])} | {v['threshold_fpr_0.1%']:.4f}{floored} "
+                f"| {name} | {_f(v['one_minus_roca_pct'])} | {threshold} "
                 f"| {v['fpr_at_threshold']:.3%} ({v['false_positives']}) | {v['catch_at_threshold']:.1%} "
-                f"| {v['fpr_at_own']:.3%} ({v['false_positives_at_own']}) / {v['catch_at_own']:.1%} "
-                f"| {gate} | {contra} |"
+                f"| {own} | {gate} | {contra} |"
             )
         lines.append("")
         lines += r.get("targets", [])

@@ -63,9 +63,12 @@ class Artifact:
     features: FeatureConfig
     model: LinearModel
     info: Manifest = field(init=False, repr=False, compare=False)
+    _policy_points: tuple[OperatingPoint, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "info", Manifest.from_dict(self.manifest))  # ManifestError
+        # Read per request by the verdict: resolved here, once.
+        object.__setattr__(self, "_policy_points", self._resolve_policy_points())
 
     @property
     def version(self) -> str:
@@ -93,6 +96,9 @@ class Artifact:
 
     @property
     def policy_points(self) -> tuple[OperatingPoint, ...]:
+        return self._policy_points
+
+    def _resolve_policy_points(self) -> tuple[OperatingPoint, ...]:
         """The points a policy's FPR targets resolve against where the model runs.
 
         A model that has never seen the site's own mail is judged by what its

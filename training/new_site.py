@@ -59,12 +59,14 @@ import scipy.sparse as sp
 from scipy.stats import beta
 
 from spamgate.model.artifact import LinearModel
+from spamgate.model.manifest import MIN_HAM_PER_FPR
 from spamgate.training import metrics
 from spamgate.training.featurize import Featurized
 from spamgate.training.fit import TrainConfig, fit
 
-# A point resting on fewer ham of a site than this is marked extrapolated there.
-MIN_HAM_FOR_POINT = 10
+# A point resting on fewer ham of a site than this is marked extrapolated there (the one rule, shared
+# with the floors a retrained model keeps: model.manifest).
+MIN_HAM_FOR_POINT = MIN_HAM_PER_FPR
 # Confidence of the upper bound on a site's FPR that sets an extrapolated point's threshold there.
 BOUND_CONFIDENCE = 0.95
 

@@ -45,6 +45,7 @@ from scipy.optimize import minimize
 from sklearn.model_selection import KFold
 
 from spamgate.model.artifact import LinearModel
+from spamgate.model.manifest import MIN_HAM_PER_FPR
 from spamgate.training import metrics
 from spamgate.training.calibrate import fit_calibration
 from spamgate.training.fit import FitResult, TrainConfig, _fit_linear, _parallel_backend
@@ -179,7 +180,7 @@ def held_at_site(
         t_site = metrics.threshold_for_fpr(y_site, p_site, target)
         if t_site > pt["threshold"]:
             pt = {**pt, **metrics.rates_at(y, probs, t_site), "set_by": "site reports"}
-        out.append({**pt, "site_reports_ham": n_ham, "site_extrapolated": target < 10 / n_ham})
+        out.append({**pt, "site_reports_ham": n_ham, "site_extrapolated": target < MIN_HAM_PER_FPR / n_ham})
     return out
 
 

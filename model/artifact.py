@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ FORMAT = "spamgate-model/1"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 _MAX_FILE_BYTES = 512 * 1024 * 1024
+# A manifest is read (and parsed) before anything in it can be checked, so its size is capped on its
+# own. The bundled one is 27 KB; a retrained one adds site figures and floors, not megabytes.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# weights.npz is compressed: 512 MB on disk could inflate to many GB when numpy reads a member. A model
+# at n_bits 24 holds at most 2**24 float32 weights and int64 indices (~200 MB), so this bounds the
+# members' declared sizes (zipfile stops reading a member at its declared size).
+_MAX_WEIGHTS_INFLATED_BYTES = 1024 * 1024 * 1024
 
 
 class ArtifactError(DataError, ValueError):
@@ -222,8 +230,14 @@ def load_artifact(path: Path | str) -> Artifact:
     _require(not links, path, f"symlinks in a model folder: {links}")
     _require(mpath.is_file(), path, f"no {MANIFEST}")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        with mpath.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ArtifactError(f"{mpath}: unreadable manifest: {exc}") from exc
+    _require(len(raw) <= MAX_MANIFEST_BYTES, mpath, f"manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # RecursionError: '[' nested 10^5 deep
         raise ArtifactError(f"{mpath}: unreadable manifest: {exc}") from exc
     _require(isinstance(manifest, dict), mpath, "manifest is not a JSON object")
     _require(
@@ -262,6 +276,7 @@ def load_artifact(path: Path | str) -> Artifact:
         actual = sha256_file(fpath)
         _require(actual == digest, path, f"{name} sha256 mismatch: manifest {digest}, file {actual}")
 
+    _check_inflated_size(path / WEIGHTS)
     try:
         with np.load(path / WEIGHTS, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -277,6 +292,20 @@ def load_artifact(path: Path | str) -> Artifact:
         return Artifact(path=path, manifest=manifest, features=features, model=model)
     except ManifestError as exc:
         raise ArtifactError(f"{mpath}: {exc}") from exc
+
+
+def _check_inflated_size(npz: Path) -> None:
+    """Refuse a weights archive whose members would inflate past the cap (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(npz) as zf:
+            inflated = sum(info.file_size for info in zf.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{npz}: unreadable: {exc}") from exc
+    _require(
+        inflated <= _MAX_WEIGHTS_INFLATED_BYTES,
+        npz.parent,
+        f"{npz.name} would inflate to {inflated} bytes (cap {_MAX_WEIGHTS_INFLATED_BYTES})",
+    )
 
 
 def _model_from_arrays(a: dict[str, np.ndarray], features: FeatureConfig, path: Path) -> LinearModel:

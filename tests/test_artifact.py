@@ -210,3 +210,35 @@ def test_points_the_site_cannot_measure_keep_their_new_site_floor(tmp_path: Path
     # no floors recorded (a model trained on its own corpora): its own points, as before
     _tamper_manifest(path, {"new_site_floor_points": []})
     assert [p.threshold for p in load_artifact(path).policy_points] == [0.5, 0.9, 0.999]
+
+
+def test_an_oversized_manifest_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spamgate.model.artifact as artifact
+
+    path = _write(tmp_path)
+    size = (path / "manifest.json").stat().st_size
+    monkeypatch.setattr(artifact, "MAX_MANIFEST_BYTES", size - 1)
+    with pytest.raises(ArtifactError, match="manifest larger than"):
+        load_artifact(path)
+    monkeypatch.setattr(artifact, "MAX_MANIFEST_BYTES", size)
+    assert load_artifact(path).version == "v1"
+
+
+def test_a_deeply_nested_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    (path / "manifest.json").write_text("[" * 200_000)
+    with pytest.raises(ArtifactError, match="unreadable manifest"):
+        load_artifact(path)
+
+
+def test_weights_that_would_inflate_past_the_cap_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spamgate.model.artifact as artifact
+
+    path = _write(tmp_path)
+    monkeypatch.setattr(artifact, "_MAX_WEIGHTS_INFLATED_BYTES", 1000)
+    with pytest.raises(ArtifactError, match="would inflate"):
+        load_artifact(path)

@@ -8,6 +8,7 @@ packages it could not find.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,12 +21,39 @@ CONFIG = ROOT / "pyproject.toml"
 PIP = [sys.executable, "-m", "pip"]
 
 
+def _source_tree(dest: Path) -> Path:
+    """The checkout's files as a clean clone has them (tracked or new, not ignored), copied to ``dest``.
+
+    Built in the checkout itself, setuptools reuses ``build/``, where a file deleted or no longer
+    listed as package data can linger and make the wheel look complete when a fresh clone's is not.
+    Outside a git checkout (an unpacked sdist) the tree is used as it is.
+    """
+    r = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        timeout=60,
+    )
+    if r.returncode != 0:
+        return ROOT
+    for name in sorted({n for n in r.stdout.decode().split("\0") if n}):
+        src, dst = ROOT / name, dest / name
+        if not src.is_symlink() and not src.exists():
+            continue  # deleted but not yet committed
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(src.readlink())
+        else:
+            shutil.copy2(src, dst)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    tree = _source_tree(tmp_path_factory.mktemp("tree"))
     # --no-build-isolation: setuptools>=77 is a dev dependency, so no network is needed.
     r = subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(tree)],
         capture_output=True,
         text=True,
         timeout=600,

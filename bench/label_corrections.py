@@ -156,7 +156,9 @@ def compare(
     return rows
 
 
-def render(rows: list[dict[str, Any]], commands: list[str], n_list: int) -> str:
+def render(
+    rows: list[dict[str, Any]], commands: list[str], n_list: int, notes: list[str] | None = None
+) -> str:
     lines = [
         BEGIN,
         "## Label corrections (issue 14)",
@@ -204,6 +206,8 @@ def render(rows: list[dict[str, Any]], commands: list[str], n_list: int) -> str:
             failed = max(o["n_failed"], c["n_failed"])
             if failed:
                 lines.append(f"| ↳ {failed} message(s) unscored, left out | | | | | | | |")
+    for note in notes or []:
+        lines += ["", note]
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -228,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--compare", nargs="+", metavar="SPLIT=ORIG_DIR,CORRECTED_DIR")
     ap.add_argument("--command", action="append", default=[], help="a peer command to quote in the section")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph to add after the tables")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "label_corrections.json")
     ap.add_argument("--markdown", type=Path, help="also replace the section in this file (BENCHMARKS.md)")
     args = ap.parse_args(argv)
@@ -247,12 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     listed = [] if args.list == DEFAULT_LIST else ["--list", str(args.list)]
     command = shlex.join(["python", "bench/label_corrections.py", *listed, "--compare", *args.compare])
-    text = render(rows, [*args.command, command], len(corrections))
+    text = render(rows, [*args.command, command], len(corrections), args.note)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"command": command, "corrections": len(corrections), "rows": rows}, indent=1) + "\n"
-    )
+    res = {"command": command, "corrections": len(corrections), "notes": args.note, "rows": rows}
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(text)
     if args.markdown:
         update_section(args.markdown, BEGIN, END, text)

@@ -109,6 +109,39 @@ def test_the_installed_wheel_serves_the_bundled_model(wheel: Path, tmp_path: Pat
     assert str(target) in r.stdout
 
 
+def test_the_installed_wheel_keeps_the_old_stub_import_path(wheel: Path, tmp_path: Path) -> None:
+    """Clients written before issue 17 (the peers' runner among them) import the stubs by this name.
+
+    The line below is the one ``shared/peers/lib/spamgate_client.py`` runs; it raised ImportError
+    after the stubs moved to ``spamgate.service.api.proto_gen``. The old name must give the very
+    same modules, or protobuf would see ``spamgate.v1`` registered twice.
+    """
+    target = tmp_path / "site"
+    r = subprocess.run(
+        [*PIP, "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    probe = (
+        "from spamgate.service.proto_gen import spamgate_pb2 as pb, spamgate_pb2_grpc as pb_grpc; "
+        "import spamgate.service.proto_gen.spamgate_pb2 as old; "
+        "from spamgate.service.api.proto_gen import spamgate_pb2 as new; "
+        "assert pb is old is new and pb_grpc.SpamGateStub; "
+        "print(pb.ClassifyRequest(message=b'x').ByteSize())"
+    )
+    r = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "3"
+
+
 def test_mypy_catches_a_type_error_across_packages(tmp_path: Path) -> None:
     """mypy as `make test` runs it (the project's config, from the repository) resolves our packages."""
     probe = tmp_path / "probe.py"

@@ -21,6 +21,9 @@ corpus), where it should almost never fire.
 from __future__ import annotations
 
 import argparse
+import email
+import email.message
+import email.policy
 import importlib.util
 import json
 import sys
@@ -48,13 +51,34 @@ def _lang_info() -> dict[str, tuple[str, str, str]]:
     return dict(mod.LANGS)
 
 
-def score_all(holder: ModelHolder) -> list[dict[str, Any]]:
+FORMS = ("message", "body", "subject+body")
+
+
+def as_form(raw: bytes, form: str) -> bytes:
+    """The message as sent (``message``), or only its text as some evaluation sets hold mail.
+
+    ``body``: the first text part (plain before HTML), decoded, as UTF-8 with no header at all; this
+    is how issue 14's Turkish set was given ("body text only"). ``subject+body``: the same with a
+    Subject line in front, as Enron-Spam and Ling-Spam hold their mail. A gateway always sees
+    headers; these forms show what the model makes of the text alone.
+    """
+    if form == "message":
+        return raw
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    part = msg.get_body(preferencelist=("plain", "html"))
+    text = part.get_content() if isinstance(part, email.message.EmailMessage) else ""
+    if form == "subject+body":
+        text = f"Subject: {msg.get('Subject', '')}\n\n{text}"
+    return str(text).encode("utf-8")
+
+
+def score_all(holder: ModelHolder, form: str = "message") -> list[dict[str, Any]]:
     """One record per message: box, lang, file, p, action, top reasons."""
     policy = Policy()  # the built-in default: "balanced" thresholds
     out = []
     for path in sorted(SET.glob("*/*/*.eml")):
         box, lang = path.parent.parent.name, path.parent.name
-        v = build_verdict(Request(message=path.read_bytes()), holder, policy, MAX_BYTES)
+        v = build_verdict(Request(message=as_form(path.read_bytes(), form)), holder, policy, MAX_BYTES)
         out.append(
             {
                 "box": box,
@@ -141,19 +165,25 @@ def shared_ham_flags(scorer: Any, data: Path) -> dict[str, tuple[int, int]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=bundled_model_path())
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "multilingual.json")
+    ap.add_argument(
+        "--form", choices=FORMS, default="message", help="whole messages, or their text only (as_form)"
+    )
+    ap.add_argument("--out", type=Path, help="default bench/results/multilingual[_FORM].json")
     ap.add_argument("--data", type=Path, help="unpacked shared corpora: also count the flag on their ham")
     args = ap.parse_args(argv)
     langs = _lang_info()
     holder = ModelHolder()
     scorer = holder.load(args.model)
-    records = score_all(holder)
+    records = score_all(holder, args.form)
+    if args.out is None:
+        suffix = "" if args.form == "message" else "_" + args.form.replace("+", "_")
+        args.out = REPO / "bench" / "results" / f"multilingual{suffix}.json"
     resolved = Policy().settings.resolve(scorer.artifact.policy_points)
     thresholds = "default policy (balanced): " + "; ".join(
         f"{a.name} at p >= {p:.4g}" for a, p, _ in resolved
     )
     rows = summarise(records, langs)
-    print(f"model {scorer.version}")
+    print(f"model {scorer.version}; form: {args.form}")
     print(render(rows, records, thresholds))
     shared = shared_ham_flags(scorer, args.data) if args.data else {}
     for name, (n, flagged) in shared.items():
@@ -164,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "model": scorer.version,
                 "policy": "builtin balanced",
+                "form": args.form,
                 "thresholds": {a.name: p for a, p, _ in resolved},
                 "summary": rows,
                 "shared_ham_unfamiliar": {k: {"ham": n, "flagged": f} for k, (n, f) in shared.items()},

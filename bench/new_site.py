@@ -113,7 +113,10 @@ def token_counts(X: sp.csr_matrix, cfg: FeatureConfig) -> np.ndarray:
     and every n-gram entry ``byte_ngram_weight / sqrt(ng)``, so the first value gives nt; the length
     of the leading run of equal values tells a token block from an n-gram block of the same value.
     """
-    if cfg.weighting != "binary" or not cfg.l2_normalize or cfg.token_weight == cfg.byte_ngram_weight:
+    # With equal block weights (the day-0 recipe's 1.0 and 1.0) a row whose first run is its n-gram
+    # block would look like tokens; it cannot happen, since every row has at least the nrcvd: token
+    # (model.tokens.header_tokens), and _check_token_counts compares sampled rows with the scorer's.
+    if cfg.weighting != "binary" or not cfg.l2_normalize:
         raise NotImplementedError("token counts are read off rows only for binary, L2-normalised tokens")
     r2 = (cfg.byte_ngram_weight / cfg.token_weight) ** 2
     out = np.zeros(X.shape[0], dtype=np.int64)

@@ -230,3 +230,36 @@ def test_authenticated_hop_token_replaces_its_helo() -> None:
     assert toks["rh:<auth>"] == 1 and "rh:<ip>" not in toks
     relayed = RCVD.format(helo="[192.0.2.40]", rdns="unknown ", ip="93.184.216.9")
     assert "rh:<ip>" in message_tokens(parse_message(make({"Received": relayed})), TokenConfig())
+
+
+# sg-features-10 (issue 14): text given with no header field at all is not mail that omitted its
+# headers, so the header-presence rules stay silent on it; one header field is enough to make them speak.
+PRESENCE_RULES = (
+    "MISSING_MESSAGE_ID",
+    "MISSING_DATE",
+    "FROM_MISSING",
+    "SUBJECT_MISSING",
+    "TO_MISSING",
+    "RCVD_NO_HOPS",
+)
+BODY_ONLY = [
+    "Merhaba Ayşe,\n\nyarınki toplantı saat 10:00'da, küçük salonda.\n\nSaygılarımla,\nMehmet\n",
+    "Здравствуйте, Анна!\n\nОтчёт за квартал во вложении не нужен, пришлю ссылку.\n",
+    "会议改到周四下午三点，请带上预算表。\n",
+    "Hallo zusammen, die Unterlagen liegen im Teamordner.",
+]
+
+
+@pytest.mark.parametrize("text", BODY_ONLY)
+def test_header_presence_rules_are_silent_on_text_with_no_header(text: str) -> None:
+    values = dict(zip(HEURISTIC_NAMES, heuristic_values(parse_message(text.encode())), strict=True))
+    assert {n: values[n] for n in PRESENCE_RULES} == dict.fromkeys(PRESENCE_RULES, 0.0)
+
+
+def test_header_presence_rules_speak_once_there_is_a_header_block() -> None:
+    raw = ("Subject: toplantı\n\n" + BODY_ONLY[0]).encode()
+    values = dict(zip(HEURISTIC_NAMES, heuristic_values(parse_message(raw)), strict=True))
+    assert {n: values[n] for n in PRESENCE_RULES} == {
+        **dict.fromkeys(PRESENCE_RULES, 1.0),
+        "SUBJECT_MISSING": 0.0,
+    }

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -280,7 +282,7 @@ def load_artifact(path: Path | str) -> Artifact:
     try:
         with np.load(path / WEIGHTS, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
+    except _ARCHIVE_ERRORS as exc:
         raise ArtifactError(f"{path / WEIGHTS}: unreadable: {exc}") from exc
     model = _model_from_arrays(arrays, features, path)
     _require(
@@ -294,18 +296,53 @@ def load_artifact(path: Path | str) -> Artifact:
         raise ArtifactError(f"{mpath}: {exc}") from exc
 
 
+# What a damaged archive raises while numpy reads it: a wrong CRC-32 or a member's sizes that lie
+# (zipfile.BadZipFile), a broken deflate stream (zlib.error), compressed data that ends early
+# (EOFError); each escaped load_artifact before (tests/test_artifact.py), and callers catch ArtifactError.
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def _check_inflated_size(npz: Path) -> None:
-    """Refuse a weights archive whose members would inflate past the cap (a zip bomb)."""
+    """Refuse a weights archive whose members would inflate past the cap (a zip bomb), or holding an
+    array whose header declares more data than its member's size: numpy allocates the declared shape
+    before reading, so a 200-byte member declaring 2**45 floats was a MemoryError, not an ArtifactError."""
     try:
         with zipfile.ZipFile(npz) as zf:
-            inflated = sum(info.file_size for info in zf.infolist())
-    except (OSError, zipfile.BadZipFile) as exc:
+            infos = zf.infolist()
+            inflated = sum(info.file_size for info in infos)
+            declared = {} if inflated > _MAX_WEIGHTS_INFLATED_BYTES else _declared_bytes(zf, infos)
+    except _ARCHIVE_ERRORS as exc:
         raise ArtifactError(f"{npz}: unreadable: {exc}") from exc
     _require(
         inflated <= _MAX_WEIGHTS_INFLATED_BYTES,
         npz.parent,
         f"{npz.name} would inflate to {inflated} bytes (cap {_MAX_WEIGHTS_INFLATED_BYTES})",
     )
+    for info in infos:
+        want = declared.get(info.filename, 0)
+        _require(
+            want <= info.file_size,
+            npz.parent,
+            f"{npz.name}: {info.filename} declares {want} bytes of array data but holds {info.file_size}",
+        )
+
+
+def _declared_bytes(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> dict[str, int]:
+    """Bytes of array data each .npy member's header declares (read from the header alone)."""
+    out: dict[str, int] = {}
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            continue  # np.load hands other members back as bytes, bounded by their size
+        with zf.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:  # np.savez writes 1.0 (2.0 for huge headers); 3.0 is for non-latin-1 field names
+                raise ValueError(f"{info.filename}: unsupported .npy format version {version}")
+        out[info.filename] = math.prod(shape) * dtype.itemsize
+    return out
 
 
 def _model_from_arrays(a: dict[str, np.ndarray], features: FeatureConfig, path: Path) -> LinearModel:

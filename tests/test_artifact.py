@@ -242,3 +242,61 @@ def test_weights_that_would_inflate_past_the_cap_are_refused(
     monkeypatch.setattr(artifact, "_MAX_WEIGHTS_INFLATED_BYTES", 1000)
     with pytest.raises(ArtifactError, match="would inflate"):
         load_artifact(path)
+
+
+def _replace_weights(path: Path, data: bytes) -> None:
+    """Swap weights.npz for ``data`` and re-list its checksum (a publisher's own bad archive)."""
+    import hashlib
+
+    (path / "weights.npz").write_bytes(data)
+    _tamper_manifest(path, {"files": {"weights.npz": hashlib.sha256(data).hexdigest()}})
+
+
+def test_an_array_declaring_more_data_than_its_member_holds_is_refused(tmp_path: Path) -> None:
+    """numpy allocates an array's declared shape before reading it: a 200-byte member declaring
+    2**45 floats was a MemoryError ("Unable to allocate 128. TiB") out of load_artifact, seen."""
+    import io
+    import zipfile
+
+    path = _write(tmp_path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**45,)})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("coef_value.npy", header.getvalue() + bytes(64))
+    _replace_weights(path, buf.getvalue())
+    with pytest.raises(ArtifactError, match=r"coef_value\.npy declares"):
+        load_artifact(path)
+
+
+def _corrupt(data: bytes, how: str) -> bytes:
+    """A valid npz with a wrong CRC-32 (zipfile.BadZipFile) or a broken deflate stream (zlib.error)."""
+    import struct
+
+    out = bytearray(data)
+    local = out.find(b"PK\x03\x04")
+    if how == "crc":
+        out[local + 14] ^= 0xFF
+        central = out.find(b"PK\x01\x02")
+        out[central + 16] ^= 0xFF
+    else:
+        name_len, extra_len = struct.unpack_from("<HH", out, local + 26)
+        start = local + 30 + name_len + extra_len
+        for i in range(start + 2, start + 40):
+            out[i] ^= 0x5A
+    return bytes(out)
+
+
+@pytest.mark.parametrize("how", ["crc", "deflate"])
+def test_a_corrupt_weights_archive_is_a_clear_error(tmp_path: Path, how: str) -> None:
+    """Both escaped load_artifact as zipfile.BadZipFile / zlib.error (callers catch ArtifactError)."""
+    import io
+
+    path = _write(tmp_path)
+    with np.load(path / "weights.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    _replace_weights(path, _corrupt(buf.getvalue(), how))
+    with pytest.raises(ArtifactError, match=r"weights\.npz: unreadable"):
+        load_artifact(path)

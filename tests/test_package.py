@@ -83,9 +83,10 @@ def test_the_wheel_installs_only_spamgate(wheel: Path) -> None:
     assert "spamgate = spamgate.service.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
-def test_the_installed_wheel_serves_the_bundled_model(wheel: Path, tmp_path: Path) -> None:
-    """Installed into a folder of its own (dependencies from this environment), run from elsewhere."""
-    target = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed into a folder of its own (dependencies from this environment)."""
+    target = tmp_path_factory.mktemp("installed") / "site"
     r = subprocess.run(
         [*PIP, "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
         capture_output=True,
@@ -93,37 +94,40 @@ def test_the_installed_wheel_serves_the_bundled_model(wheel: Path, tmp_path: Pat
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert {p.name for p in target.iterdir() if not p.name.endswith(".dist-info")} - {"bin"} == {"spamgate"}
-    probe = (
-        "import spamgate.model.bundled as b, spamgate.model.artifact as a; "
-        "art = a.load_artifact(b.bundled_model_path()); print(art.version, b.__file__)"
-    )
+    return target
+
+
+def _run_installed(target: Path, probe: str, cwd: Path) -> str:
+    """``probe`` in a fresh, isolated interpreter that sees only the installed folder; its stdout."""
     r = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}"],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert str(target) in r.stdout
+    return r.stdout
 
 
-def test_the_installed_wheel_keeps_the_old_stub_import_path(wheel: Path, tmp_path: Path) -> None:
+def test_the_installed_wheel_serves_the_bundled_model(installed: Path, tmp_path: Path) -> None:
+    """Run from elsewhere, the installed package loads its bundled model."""
+    names = {p.name for p in installed.iterdir() if not p.name.endswith(".dist-info")}
+    assert names - {"bin"} == {"spamgate"}
+    probe = (
+        "import spamgate.model.bundled as b, spamgate.model.artifact as a; "
+        "art = a.load_artifact(b.bundled_model_path()); print(art.version, b.__file__)"
+    )
+    assert str(installed) in _run_installed(installed, probe, tmp_path)
+
+
+def test_the_installed_wheel_keeps_the_old_stub_import_path(installed: Path, tmp_path: Path) -> None:
     """Clients written before issue 17 (the peers' runner among them) import the stubs by this name.
 
     The line below is the one ``shared/peers/lib/spamgate_client.py`` runs; it raised ImportError
     after the stubs moved to ``spamgate.service.api.proto_gen``. The old name must give the very
     same modules, or protobuf would see ``spamgate.v1`` registered twice.
     """
-    target = tmp_path / "site"
-    r = subprocess.run(
-        [*PIP, "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
     probe = (
         "from spamgate.service.proto_gen import spamgate_pb2 as pb, spamgate_pb2_grpc as pb_grpc; "
         "import spamgate.service.proto_gen.spamgate_pb2 as old; "
@@ -131,15 +135,7 @@ def test_the_installed_wheel_keeps_the_old_stub_import_path(wheel: Path, tmp_pat
         "assert pb is old is new and pb_grpc.SpamGateStub; "
         "print(pb.ClassifyRequest(message=b'x').ByteSize())"
     )
-    r = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == "3"
+    assert _run_installed(installed, probe, tmp_path).strip() == "3"
 
 
 def test_mypy_catches_a_type_error_across_packages(tmp_path: Path) -> None:

@@ -50,6 +50,11 @@ def test_a_valid_list_loads(tmp_path: Path) -> None:
         ("[[correction]]", "[[corection]]", "unknown top-level key(s) corection"),
         ('corpus = "trec07p_dev"', "corpus = 7", "corpus must be a non-empty string"),
         ("[[correction]]", "[[correction]", "not valid TOML"),
+        # not the way split files write a path: the entry would never match and be silently ignored
+        ('path = "ham/', 'path = "ham/./', "not in normal form"),
+        ('path = "ham/', 'path = "ham//', "not in normal form"),
+        ('data__inmail.1"', 'data__inmail.1/"', "not in normal form"),
+        ('path = "ham/', 'path = "ham\\\\', "not in normal form"),
     ],
 )
 def test_a_malformed_entry_is_refused_with_its_reason(

@@ -73,6 +73,11 @@ def _entry(raw: Any, where: str) -> LabelCorrection:
     parts = Path(c.path).parts
     if c.path.startswith("/") or ".." in parts or "/" in c.corpus or c.corpus in (".", ".."):
         raise LabelCorrectionsError(f"{where}: corpus and path must be relative names inside the data folder")
+    # A path written another way than the split files write it ("ham/./x", "ham//x", "x/") would never
+    # match a split row, and the entry would be silently ignored.
+    if c.path != "/".join(parts) or "." in parts or "\\" in c.path:
+        normal = "/".join(p for p in parts if p != ".")
+        raise LabelCorrectionsError(f"{where}: path {c.path!r} is not in normal form (write {normal!r})")
     if parts and parts[0] in LABELS and parts[0] != c.label_given:
         raise LabelCorrectionsError(
             f"{where}: path {c.path!r} lies in the corpus's {parts[0]}/ folder but label_given is "

@@ -263,3 +263,12 @@ def test_header_presence_rules_speak_once_there_is_a_header_block() -> None:
         **dict.fromkeys(PRESENCE_RULES, 1.0),
         "SUBJECT_MISSING": 0.0,
     }
+
+
+@pytest.mark.parametrize("blank", ["\n", "\r\n"])
+def test_header_presence_rules_speak_on_an_empty_header_block(blank: str) -> None:
+    """Mail that omitted every header still has the blank line ending its header block (the milter
+    writes it): that is headers left out, not text given without any, and the rules fire."""
+    raw = (blank + BODY_ONLY[0]).encode()
+    values = dict(zip(HEURISTIC_NAMES, heuristic_values(parse_message(raw)), strict=True))
+    assert {n: values[n] for n in PRESENCE_RULES} == dict.fromkeys(PRESENCE_RULES, 1.0)

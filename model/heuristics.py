@@ -162,16 +162,16 @@ def _scaled(count: float, full: float) -> float:
 
 
 # The six header-presence rules below (MISSING_MESSAGE_ID, MISSING_DATE, FROM_MISSING, SUBJECT_MISSING,
-# TO_MISSING, RCVD_NO_HOPS) fire only when the message has a header block at all, if only an empty one (sg-
-# features-10, issue 14; _has_header_block). Text handed over with no header field is not mail that omitted
-# its headers; it is mail given as text (issue 14's Turkish day-0 set was "body text only"), and none of the
-# training corpora holds such a message (every Enron-Spam and Ling-Spam message starts with a Subject line).
-# Fired anyway they added all six rules' spam weight to every such message: the hand-written multilingual
-# ham given as body text only (`python bench/multilingual.py --form body`) were tagged or rerouted 28 of 80
-# by the bundled model (4 rerouted), 21 (2 rerouted) with the rules silent; the same weights, since no
-# training row changes (scratch run, then `python bench/multilingual.py --form body` with the rebuilt
-# model). Weighted 0.3, as a day-0 recipe tried in bench/day0_variants.py weighs heuristics, the rules cost
-# 56 of 80 and silent 6.
+# TO_MISSING, RCVD_NO_HOPS) fire only when the message has a header block at all, if only an empty one
+# (sg-features-10, issue 14; _has_header_block). Text handed over with no header field is not mail that
+# omitted its headers; it is mail given as text (issue 14's Turkish day-0 set was "body text only"), and
+# none of the training corpora holds such a message (every Enron-Spam and Ling-Spam message starts with a
+# Subject line). Fired anyway they added all six rules' spam weight to every such message: the hand-written
+# multilingual ham given as body text only (`python bench/multilingual.py --form body`) were tagged or
+# rerouted 28 of 80 by the bundled model (4 rerouted), 21 (2 rerouted) with the rules silent; the same
+# weights, since no training row changes (scratch run, then `python bench/multilingual.py --form body` with
+# the rebuilt model). Weighted 0.3, as a day-0 recipe tried in bench/day0_variants.py weighs heuristics, the
+# rules cost 56 of 80 and silent 6.
 def _has_header_block(v: MessageView) -> bool:
     """A header field, or an empty header block: a first line that is blank.
 

@@ -589,14 +589,6 @@ def scores(
     return p.y[idx], np.asarray(X[idx] @ coef).ravel() + b
 
 
-def catch_at(y: np.ndarray, s: np.ndarray, fpr: float) -> float:
-    """Share of spam scored above the ham score that ``fpr`` of ham exceeds."""
-    ham = np.sort(s[y == 0])[::-1]
-    k = int(np.floor(fpr * len(ham)))
-    t = ham[k] if k < len(ham) else -np.inf
-    return float((s[y == 1] > t).mean())
-
-
 def day0(s: Settings, parts: dict[str, Parts], multi: Parts) -> dict[str, Any]:
     """The three fits (without trec07p_dev, without enron_spam, full recipe), one at a time."""
     out: dict[str, Any] = {}
@@ -610,7 +602,8 @@ def day0(s: Settings, parts: dict[str, Parts], multi: Parts) -> dict[str, Any]:
         if left == "trec07p_dev":
             idx = _balanced_sample(y, SAMPLE, SAMPLE_SEED)
             out["trec07p_dev_sample"] = round(metrics.one_minus_roca_pct(y[idx], sc[idx]), 3)
-            out["trec07p_dev_catch_at_1pct_fpr"] = round(100 * catch_at(y, sc, CATCH_FPR), 1)
+            at = metrics.rates_at(y, sc, metrics.threshold_for_fpr(y, sc, CATCH_FPR))
+            out["trec07p_dev_catch_at_1pct_fpr"] = round(100 * at["catch"], 1)
     coef, b, seen = fit_on(mats, parts, list(CORPORA), s)
     for name, p in ((EXTRA, parts[EXTRA]), (MULTI, multi)):
         y, sc = scores(p, mats[name], coef, b, seen)

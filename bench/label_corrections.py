@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PEERS, REPO, update_section
+from spamgate.training import metrics
 from spamgate.training.label_corrections import (
     DEFAULT_LIST,
     LabelCorrection,
@@ -91,19 +92,17 @@ def figures(labels: list[str], scores: list[float], threshold: float | None) -> 
     }
     if y.all() or (~y).all():
         raise LabelCorrectionsError("need both spam and ham to compute ROC figures")
-    auc = float(roc_auc_score(y, s))
+    # Catch at an FPR the peers' way (sklearn's ROC steps, ties as one step), not
+    # training.metrics.threshold_for_fpr's, so the figures match metrics.py's to the digit.
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     r.update(
-        one_minus_roca_pct=100.0 * (1.0 - auc),
+        one_minus_roca_pct=metrics.one_minus_roca_pct(y, s),
         catch_at_fpr_0_1=float(tpr[fpr <= 0.001].max()),
         catch_at_fpr_1=float(tpr[fpr <= 0.01].max()),
     )
     if threshold is not None:
-        r.update(
-            threshold=threshold,
-            fpr=float(((s >= threshold) & ~y).sum() / (~y).sum()),
-            fnr=float(((s < threshold) & y).sum() / y.sum()),
-        )
+        at = metrics.rates_at(y, s, threshold)
+        r.update(threshold=threshold, fpr=at["fpr"], fnr=at["fnr"])
     return r
 
 

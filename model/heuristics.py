@@ -36,11 +36,20 @@ HEURISTICS: list[Heuristic] = []
 
 
 def _rule(
-    name: str, description: str
+    name: str, description: str, header_presence: bool = False
 ) -> Callable[[Callable[[MessageView], float]], Callable[[MessageView], float]]:
+    """Register a rule; a ``header_presence`` rule (a header is missing) is silent on text with no
+    header block at all (``_has_header_block``, below)."""
+
     def register(fn: Callable[[MessageView], float]) -> Callable[[MessageView], float]:
-        HEURISTICS.append(Heuristic(name, description, fn))
-        return fn
+        rule = fn
+        if header_presence:
+
+            def rule(v: MessageView) -> float:
+                return fn(v) if _has_header_block(v) else 0.0
+
+        HEURISTICS.append(Heuristic(name, description, rule))
+        return rule
 
     return register
 
@@ -184,9 +193,9 @@ def _has_header_block(v: MessageView) -> bool:
     return bool(v.headers) or v.raw_prefix.startswith((b"\n", b"\r\n"))
 
 
-@_rule("MISSING_MESSAGE_ID", "No Message-ID header (every real MUA and MTA adds one)")
+@_rule("MISSING_MESSAGE_ID", "No Message-ID header (every real MUA and MTA adds one)", header_presence=True)
 def _missing_mid(v: MessageView) -> float:
-    return float(_has_header_block(v) and v.message_id is None)
+    return float(v.message_id is None)
 
 
 @_rule("MALFORMED_MESSAGE_ID", "Message-ID present but not of the form <left@right>")
@@ -194,9 +203,9 @@ def _bad_mid(v: MessageView) -> float:
     return float(v.message_id is not None and not _MSGID_OK.match(v.message_id))
 
 
-@_rule("MISSING_DATE", "No Date header")
+@_rule("MISSING_DATE", "No Date header", header_presence=True)
 def _missing_date(v: MessageView) -> float:
-    return float(_has_header_block(v) and v.date_raw is None)
+    return float(v.date_raw is None)
 
 
 @_rule("MALFORMED_DATE", "Date header present but not a parseable RFC 5322 date")
@@ -236,14 +245,14 @@ def _display_spoof(v: MessageView) -> float:
     return float(parent_domains(m.group(1).lower())[:1] != parent_domains(v.from_addr.domain)[:1])
 
 
-@_rule("FROM_MISSING", "No parseable From address")
+@_rule("FROM_MISSING", "No parseable From address", header_presence=True)
 def _from_missing(v: MessageView) -> float:
-    return float(_has_header_block(v) and (v.from_addr is None or "@" not in v.from_addr.address))
+    return float(v.from_addr is None or "@" not in v.from_addr.address)
 
 
-@_rule("SUBJECT_MISSING", "No Subject header or an empty one")
+@_rule("SUBJECT_MISSING", "No Subject header or an empty one", header_presence=True)
 def _subject_missing(v: MessageView) -> float:
-    return float(_has_header_block(v) and not v.subject.strip())
+    return float(not v.subject.strip())
 
 
 def _letters_and_capitals(text: str) -> tuple[int, int]:
@@ -409,9 +418,11 @@ def _many_rcpt(v: MessageView) -> float:
     return 0.0 if n <= 10 else _scaled(n - 10, 100)
 
 
-@_rule("TO_MISSING", "No recipient address in To or Cc (undisclosed or Bcc-only mailing)")
+@_rule(
+    "TO_MISSING", "No recipient address in To or Cc (undisclosed or Bcc-only mailing)", header_presence=True
+)
 def _to_missing(v: MessageView) -> float:
-    return float(_has_header_block(v) and v.to_count + v.cc_count == 0)
+    return float(v.to_count + v.cc_count == 0)
 
 
 @_rule("RCVD_HOP_COUNT", "Number of Received hops, log-scaled (1 at 12)")
@@ -419,9 +430,9 @@ def _hops(v: MessageView) -> float:
     return _scaled(len(v.received), 12)
 
 
-@_rule("RCVD_NO_HOPS", "No Received header at all (injected, not relayed)")
+@_rule("RCVD_NO_HOPS", "No Received header at all (injected, not relayed)", header_presence=True)
 def _no_hops(v: MessageView) -> float:
-    return float(_has_header_block(v) and not v.received)
+    return float(not v.received)
 
 
 @_rule("RCVD_NUMERIC_HELO", "A relay greeted with a bare IP address instead of a host name")

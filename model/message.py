@@ -120,6 +120,19 @@ class MessageView:
         """Every value of a header, in message order."""
         return list(self._by_name.get(name.lower(), ()))
 
+    @property
+    def has_header_block(self) -> bool:
+        """A header field, or an empty header block: a first line that is blank.
+
+        Mail whose sender omitted every header still arrives with the blank line that ends the header
+        block (the milter writes one after the MTA's header callbacks; SMTP DATA ends its header block
+        the same way). Text with no header block at all starts with its first line of text: it is a
+        message's text handed over alone, not mail as a gateway receives it (issue 14's Turkish day-0
+        set was "body text only"). The header-presence rules (``model.heuristics``) and the
+        out-of-distribution flag (``model.familiarity``) read this.
+        """
+        return bool(self.headers) or self.raw_prefix.startswith((b"\n", b"\r\n"))
+
     @cached_property
     def all_text(self) -> str:
         """Plain text and HTML visible text together: what a reader sees (computed once: several

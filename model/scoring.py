@@ -81,7 +81,7 @@ class Scorer:
         evidence = self.evidence.content_evidence(parts.tokens, parts.token_cols, model.coef)
         prob = self.evidence.squeeze(float(model.calibration.probability(np.array([margin]))[0]), evidence)
         reasons = self._reasons(row, parts, top_k) if top_k > 0 else ()
-        fam = self.familiarity.check(parts.token_cols, view.all_text)
+        fam = self.familiarity.check(parts.token_cols, view.all_text, view.has_header_block)
         return Score(
             prob,
             margin,

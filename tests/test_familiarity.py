@@ -36,6 +36,35 @@ def test_check_counts_unseen_tokens_against_the_models_zero_columns() -> None:
         FamiliarityCheck(coef, 1024, max_unseen=0.0)
 
 
+def test_text_with_no_header_block_is_flagged_whatever_its_tokens() -> None:
+    coef = np.ones(1024 + 3, dtype=np.float32)  # every column seen: the tokens alone never flag
+    check = FamiliarityCheck(coef, 1024)
+    assert not check.check(np.arange(0, 40), "plain words").unfamiliar
+    text_only = check.check(np.arange(0, 40), "plain words", has_header_block=False)
+    assert text_only.unfamiliar and text_only.reason == "OUT_OF_DISTRIBUTION"
+    assert check.check(np.arange(0, 3), "ok", has_header_block=False).unfamiliar  # however short
+    cyrillic = check.check(np.arange(0, 40), "только текст письма", has_header_block=False)
+    assert cyrillic.reason == "UNFAMILIAR_LANGUAGE"
+
+
+def test_body_text_alone_is_capped_and_mail_with_a_blank_first_line_is_not(
+    bundled_holder: ModelHolder, tmp_path: Path
+) -> None:
+    """Issue 14's Turkish set came as body text only: no such text may be rerouted or rejected, while
+    mail whose sender wrote no header (it still arrives with a blank first line) keeps its action."""
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[thresholds]\ntag = 1e-9\nreroute = 1e-9\nreject = 1e-9\n")
+    policy = parse_policy(strict)
+    body = "Hello Bob,\n\nthe report is attached. See you on Monday at the office.\n\nAlice\n"
+    text_only = build_verdict(Request(message=body.encode()), bundled_holder, policy, 1 << 24)
+    assert text_only.unfamiliar and text_only.action == Action.TAG
+    assert text_only.reasons[0].name == "OUT_OF_DISTRIBUTION"
+    blank_first = build_verdict(Request(message=b"\n" + body.encode()), bundled_holder, policy, 1 << 24)
+    assert not blank_first.unfamiliar and blank_first.action == Action.REJECT
+    with_headers = build_verdict(Request(message=make(body=body)), bundled_holder, policy, 1 << 24)
+    assert not with_headers.unfamiliar and with_headers.action == Action.REJECT
+
+
 def test_non_latin_letter_share() -> None:
     assert non_latin_letter_share("Grüße aus Köln, çok teşekkürler") == 0.0
     assert non_latin_letter_share("Привет, Bob") == pytest.approx(6 / 9)

@@ -28,22 +28,40 @@ def token_columns(tokens: Iterable[str], n_hash: int, memo: dict[str, int] | Non
     only serves what it holds; the columns are the same with or without it.
     """
     if memo is None:
-        return np.fromiter((murmurhash3_32(t, SEED, True) % n_hash for t in tokens), dtype=np.int64)
+        return np.fromiter((_hash(t) % n_hash for t in tokens), dtype=np.int64)
     out: list[int] = []
     get = memo.get
     room = len(memo) < MEMO_SIZE
     for t in tokens:
         col = get(t)
         if col is None:
-            col = int(murmurhash3_32(t, SEED, True)) % n_hash
-            if room:
+            col = _hash(t) % n_hash
+            if room and len(t) <= MEMO_MAX_CHARS:
                 memo[t] = col
         out.append(col)
     return np.array(out, dtype=np.int64)
 
 
+def _hash(token: str) -> int:
+    """MurmurHash3 of the token's UTF-8 bytes; a lone surrogate (which the strict encoder inside
+    ``murmurhash3_32`` refuses) is hashed as its surrogatepass bytes instead of raising.
+
+    ``model.charsets`` already replaces lone surrogates where text is decoded; this keeps any other
+    route (an attack review found six: encoded words, addresses, Message-IDs, filenames, URLs in
+    UTF-7 text) from turning one message into an unscored one.
+    """
+    try:
+        return int(murmurhash3_32(token, SEED, True))
+    except UnicodeEncodeError:
+        return int(murmurhash3_32(token.encode("utf-8", "surrogatepass"), SEED, True))
+
+
 # ~200,000 tokens at ~120 bytes each: ~25 MB a process, enough for the tokens a site sees every day.
 MEMO_SIZE = 200_000
+# Longer tokens are hashed every time, never kept: the memo's size is counted in entries, and tokens
+# built from header values the sender writes ("ct:" + a content type, "rh:" + a HELO) have no length
+# limit of their own: 300 messages of 24 KB content types grew a process by 137 MB (attack review).
+MEMO_MAX_CHARS = 256
 
 
 # splitmix64 finaliser constants: a full-avalanche mix of the packed n-gram, vectorised.

@@ -15,7 +15,6 @@ Choices:
 from __future__ import annotations
 
 import binascii
-import codecs
 import email.base64mime
 import email.errors
 import email.header
@@ -25,6 +24,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from spamgate.model.charsets import decode_bytes
 from spamgate.model.html_text import html_to_text
 from spamgate.model.limits import ParseLimits
 from spamgate.model.message import Address, Attachment, Link, MessageView, ReceivedHop
@@ -92,26 +92,6 @@ def sniff_type(payload: bytes) -> str:
     if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head[:256]):
         return "text/plain"
     return "application/octet-stream"
-
-
-# Codecs that are no mail charset and cost super-linear time, treated as an unknown charset: the
-# punycode decoder inserts one character at a time into a growing string (a 40 KB text part declared
-# charset=punycode: 0.33 s, 80 KB: 0.55 s and worse with a longer base; no corpus message declares it).
-_NOT_CHARSETS = frozenset({"punycode"})
-
-
-def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Decode with the declared charset, falling back to UTF-8 then Latin-1."""
-    for cs in (charset, "utf-8"):
-        if not cs:
-            continue
-        try:
-            if cs != "utf-8" and codecs.lookup(cs).name in _NOT_CHARSETS:
-                continue
-            return data.decode(cs, errors="replace" if cs != "utf-8" else "strict")
-        except (LookupError, UnicodeDecodeError, ValueError):
-            continue
-    return data.decode("latin-1")
 
 
 def _next_finder(text: str, needle: str) -> Callable[[int], int]:

@@ -247,6 +247,10 @@ BODY_ONLY = [
     "Здравствуйте, Анна!\n\nОтчёт за квартал во вложении не нужен, пришлю ссылку.\n",
     "会议改到周四下午三点，请带上预算表。\n",
     "Hallo zusammen, die Unterlagen liegen im Teamordner.",
+    # sg-features-11: a first line that looks like a header field is still text (model.mime.is_mail_field).
+    "Not: toplantı yarın saat 10:00'da.\nSaygılarımla,\nMehmet\n",
+    "Konu: Toplantı\n\nMerhaba Ayşe, yarın görüşürüz.\n",
+    "https://example.org/r/abc is the link you asked for\n",
 ]
 
 

@@ -117,6 +117,33 @@ def test_header_block_ends_at_a_non_header_line() -> None:
     assert headers[0] == ("Subject", "Grüße")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Note: the meeting moved to Thursday.\nSee you there.\n\nBob\n",
+        "https://example.org/r/abc is the link you asked for\n",
+        "Konu: Toplantı\n\nMerhaba Ayşe, yarın saat 10:00'da.\n",
+        "Hello:\nthis is text\n",
+    ],
+)
+def test_text_whose_first_line_looks_like_a_header_is_text(text: str) -> None:
+    """A top-level block with no field mail carries (model.mime.is_mail_field) is text handed over
+    alone: it keeps its first line and has no header block."""
+    view = parse_message(text.encode())
+    assert view.headers == [] and not view.has_header_block and view.text == text
+    assert split_message(text.encode(), LIMITS).defects == 0
+
+
+def test_one_mail_field_makes_a_header_block() -> None:
+    for raw in (
+        b"Subject: hi\n\nbody\n",
+        b"X-Anything: 1\nFoo: bar\n\nbody\n",
+        b"Foo: bar\nTo: a@b\n\nbody\n",
+    ):
+        view = parse_message(raw)
+        assert view.headers and view.has_header_block and view.text == "body\n"
+
+
 def test_params_quoting_and_rfc2231() -> None:
     assert content_type('Text/HTML; Charset="UTF-8"; x=1', "text/plain") == (
         "text/html",

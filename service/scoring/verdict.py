@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,7 +133,14 @@ def _headers(
         out.append((h.reasons, ", ".join(f"{r.name}={r.contribution:+.2f}" for r in reasons)[:900]))
     if h.threshold and threshold:
         out.append((h.threshold, threshold))
-    return tuple(out)
+    return tuple((name, _CONTROL.sub("?", value)) for name, value in out)
+
+
+# Control characters in a header value we add. Reason names are the message's own tokens, and a bare CR
+# survives parsing inside a header value (only CRLF is a line end there): an attack review put
+# "cs:a\rx-ok: 61cc" among the reasons with a crafted charset and got it verbatim into X-Spam-Reasons,
+# i.e. into the milter's addheader and the pipe filter's rewritten message.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 def _group_result(g: Group, p: float | None, reasons: tuple[Reason, ...], model: str) -> GroupResult:

@@ -69,6 +69,9 @@ def test_rfc2231_parameters_use_the_same_rules() -> None:
     for charset in ("idna", "undefined", "utf\x00-8", "punycode", "nonsense"):
         params = parse_params(f"attachment; filename*0*={charset}''caf%C3%A9.pdf")
         assert params["filename"] in ("café.pdf", "cafÃ©.pdf"), charset
+    # UTF-7 decodes "+2AA-" to a lone surrogate: the parameter holds U+FFFD instead (no test reached
+    # _rfc2231's without_surrogates before: the filename never becomes a token).
+    assert parse_params("attachment; filename*0*=utf-7''%2B2AA-.pdf")["filename"] == "\ufffd.pdf"
     raw = make({"Content-Type": "text/plain; charset=utf-8; x*0*=idna''a"})
     view = parse_message(raw)
     assert not [c for c in view.cut if c.startswith("parse_error")] and view.from_addr is not None

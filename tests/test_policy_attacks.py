@@ -3,14 +3,24 @@ traceback, a hang, an injected header or an answer too large to send."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from spamgate.service.policy.policy_file import parse_policy
+from spamgate.model.artifact import Artifact
+from spamgate.model.exit_codes import EX_CONFIG
+from spamgate.service.policy import policy_file
+from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
+from spamgate.service.policy.settings import PolicyError
 from spamgate.service.runtime.toml_lines import KeyLines
+from tests.mail import make
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "spamgate.service.cli"]
 
 # Growth checks in the style of tests/test_pathological.py: time(2n) / time(n), the minimum of
 # interleaved repeats, against a generous bound; the quadratic scan they guard took 2.7 s for a
@@ -84,3 +94,77 @@ def test_key_lines_skip_values_spanning_lines(text: str, path: str, line: int) -
 
     tomllib.loads(text)  # each case is valid TOML
     assert KeyLines(text).line_of(path) == line
+
+
+# --- F2: a policy tomllib cannot take (nesting past its recursion) or values of an unexpected type ----
+
+DEEP = "version = " + "[" * 3000 + "]" * 3000 + "\n"
+DEEP_TABLE = "[actions]\nsubject_tag = " + "{ a = " * 3000 + "1" + " }" * 3000 + "\n"
+
+
+@pytest.mark.parametrize("text", [DEEP, DEEP_TABLE], ids=["array", "inline_table"])
+def test_a_deeply_nested_policy_is_a_policy_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(path)
+    assert exc.value.errors == [f"{path}: nested too deeply (arrays or inline tables): refused"]
+
+
+def test_a_deeply_nested_policy_on_reload_keeps_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('sensitivity = "lenient"\n')
+    holder = PolicyHolder(path)
+    path.write_text(DEEP)
+    result = holder.reload()
+    assert not result.reloaded and "nested too deeply" in result.errors[0]
+    assert holder.last_errors == result.errors and holder.current().version == result.version
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sensitivity = [1]\n",
+        "[[domain]]\nname = 'd'\nrecipient_domains = ['example.org']\nsensitivity = { a = 1 }\n",
+    ],
+)
+def test_a_value_of_an_unexpected_type_is_a_policy_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match="sensitivity: unknown preset"):
+        parse_policy(path)
+
+
+def test_any_other_failure_reading_the_policy_is_a_policy_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever else tomllib or the checks raise is refused as a policy error, never a traceback."""
+    path = tmp_path / "policy.toml"
+    path.write_text('sensitivity = "lenient"\n')
+
+    def broken(text: str) -> dict[str, object]:
+        raise ValueError("something tomllib never said before")
+
+    monkeypatch.setattr(policy_file.tomllib, "loads", broken)
+    with pytest.raises(PolicyError, match="cannot be read as a policy: ValueError: something tomllib"):
+        parse_policy(path)
+
+
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_a_deeply_nested_policy_exits_78(tmp_path: Path, small_model: Artifact, command: str) -> None:
+    """``check`` exited 1 (a pipe filter reads that as TAG) and ``serve`` 1 with a traceback."""
+    path = tmp_path / "deep.toml"
+    path.write_text(DEEP)
+    argv = {
+        "check": ["check", "--fail-mode", "open"],
+        "serve": ["serve", "--port", "0", "--metrics-port", "0"],
+    }[command]
+    r = subprocess.run(
+        [*CLI, *argv, "--model", str(small_model.path), "--policy", str(path)],
+        cwd=REPO,
+        input=make(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert r.returncode == EX_CONFIG and r.stdout == b"", (r.returncode, r.stderr[-2000:])
+    assert b"nested too deeply" in r.stderr and b"Traceback" not in r.stderr

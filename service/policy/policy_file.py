@@ -105,7 +105,7 @@ def _thresholds(raw: Any, where: str, base: dict[Action, Threshold], err: _Error
 
 def _settings(raw: dict[str, Any], where: str, inherit: Settings | None, err: _Errors) -> Settings:
     sens = raw.get("sensitivity")
-    if sens is not None and sens not in PRESETS:
+    if sens is not None and (not isinstance(sens, str) or sens not in PRESETS):  # [1]: unhashable
         err.add(f"{where}sensitivity", f"unknown preset {sens!r} (use {', '.join(PRESETS)})")
         sens = None
     base = (
@@ -278,8 +278,26 @@ def _action_key(raw: dict[str, Any], key: str, default: Action, err: _Errors) ->
 
 
 def parse_policy(path: Path) -> Policy:
-    """Read and validate a policy file and its list files; raise ``PolicyError`` listing every problem."""
-    path = Path(path)
+    """Read and validate a policy file and its list files; raise ``PolicyError`` listing every problem.
+
+    Nothing else gets out: a policy that cannot be read is a configuration error wherever it is
+    loaded (``serve`` exits 78, ``check`` exits 78 instead of a traceback's 1, which a pipe filter
+    takes for TAG; a reload keeps the old policy and logs why). tomllib raises RecursionError for
+    arrays or inline tables nested ~500 deep: ``version = [[[…]]]`` 3,000 deep crashed all four
+    (attack review); anything else unforeseen (a value of a type a check did not expect) is
+    refused the same way.
+    """
+    try:
+        return _parse_policy(Path(path))
+    except PolicyError:
+        raise
+    except RecursionError as exc:
+        raise PolicyError([f"{path}: nested too deeply (arrays or inline tables): refused"]) from exc
+    except Exception as exc:
+        raise PolicyError([f"{path}: cannot be read as a policy: {type(exc).__name__}: {exc}"]) from exc
+
+
+def _parse_policy(path: Path) -> Policy:
     try:
         data = read_regular_file(path)
     except OSError as exc:

@@ -154,9 +154,15 @@ def test_check_fail_modes() -> None:
     assert r.returncode == 75 and b"spamgate check: spam filter unavailable (UNAVAILABLE" in r.stderr
     assert r.stdout == b""
     r = run(["--server", "127.0.0.1:1", "--timeout", "1", "--fail-mode", "open"], msg)
+    # the status line takes the header block's line end: an LF line on a CRLF message (F6 e)
     assert (
         r.returncode == 0
-        and r.stdout.startswith(b"X-Spam-Status: Unknown, not scanned")
-        and r.stdout.endswith(msg)
+        and r.stdout == b"X-Spam-Status: Unknown, not scanned (spam filter unavailable)\r\n" + msg
     )
     assert b"passed unscanned" in r.stderr  # said, not silent
+    lf = msg.replace(b"\r\n", b"\n")
+    r = run(["--server", "127.0.0.1:1", "--timeout", "1", "--fail-mode", "open"], lf)
+    assert (
+        r.returncode == 0
+        and r.stdout == b"X-Spam-Status: Unknown, not scanned (spam filter unavailable)\n" + lf
+    )

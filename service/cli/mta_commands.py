@@ -154,7 +154,13 @@ def cmd_milter(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit codes: 0-4 the verdict (``EXIT_CODES``), 75 unavailable in tempfail mode, 78 configuration."""
-    from spamgate.service.mta.plan import plan, rewrite_message, unscanned_status
+    from spamgate.service.mta.plan import (
+        header_line_end,
+        header_lines,
+        plan,
+        rewrite_message,
+        unscanned_status,
+    )
 
     try:
         classify = _prepare(args)
@@ -171,8 +177,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"spamgate check: spam filter unavailable ({why}); exit 75, retry later", file=sys.stderr)
             return EX_TEMPFAIL
         print(f"spamgate check: spam filter unavailable ({why}); passed unscanned", file=sys.stderr)
-        name, value = unscanned_status("spam filter unavailable")
-        sys.stdout.buffer.write(f"{name}: {value}\n".encode() + raw)
+        # the header block's own line end: an LF line on a CRLF message made a mixed header block
+        sys.stdout.buffer.write(
+            header_lines((unscanned_status("spam filter unavailable"),), header_line_end(raw)) + raw
+        )
         return 0
     p = plan(resp)
     sys.stdout.buffer.write(rewrite_message(raw, p))

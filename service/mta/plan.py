@@ -71,23 +71,65 @@ def tagged_subject(subject: str | None, tag: str) -> str:
     return s if s.startswith(tag.strip()) else tag + s
 
 
+# A Subject field of the header block, however written: RFC 5322's obsolete syntax allows blanks before
+# the colon (``Subject : x``), and readers take it as the Subject; missing it once made the filter add a
+# second, tagged Subject that mail clients did not show (attack review F6).
+_SUBJECT = re.compile(rb"(?im)^subject[ \t]*:[ \t]?")
+# The header block ends at its first empty line, LF or CRLF, or at the start for a message that opens
+# with one. Never a guess of the message's line end: LF headers with a CRLF body (seen from scripts
+# that write the headers themselves) had the end searched as CRLFCRLF, found in the body, and the
+# Subject written between two body paragraphs (F6). An LF line after a CRLF one and a CRLF line after
+# an LF one end it too, as mail readers (Python's email parser) and MTAs read it.
+_BLANK_LINE = re.compile(rb"(?:\A|(\n))\r?\n")
+
+
+def header_block_end(raw: bytes) -> int:
+    """Offset just past the header block's last line end; ``len(raw)`` if there is no empty line.
+
+    0 for a message that starts with an empty line (an empty header block), where headers go first.
+    """
+    m = _BLANK_LINE.search(raw)
+    if m is None:
+        return len(raw)
+    return m.end(1) if m.group(1) is not None else 0
+
+
+def header_line_end(raw: bytes) -> bytes:
+    """The line end for a header line added to ``raw``: the header block's own (CRLF if its first
+    line ends in CRLF; that of the empty line for an empty header block), else LF."""
+    head = raw[: header_block_end(raw)] or raw[:2]
+    nl = head.find(b"\n")
+    return b"\r\n" if nl > 0 and head[nl - 1 : nl] == b"\r" else b"\n"
+
+
+def header_lines(headers: tuple[tuple[str, str], ...], line_end: bytes) -> bytes:
+    return b"".join(f"{n}: {v}".encode("utf-8", "replace") + line_end for n, v in headers)
+
+
 def rewrite_message(raw: bytes, p: Plan) -> bytes:
-    """The message with the plan's headers added and subject tagged (pipe filters)."""
-    sep = b"\r\n" if b"\r\n" in raw[:2048] else b"\n"
-    head_end = raw.find(sep + sep)
-    head, body = (raw, b"") if head_end < 0 else (raw[: head_end + len(sep)], raw[head_end + len(sep) :])
+    """The message with the plan's headers added in front and the subject tagged (pipe filters).
+
+    Byte for byte the original otherwise: the added lines take the header block's line end, the tag
+    goes in front of the first Subject value of the header block (a ``Subject:`` line in the body is
+    the body's), and with no Subject there, one is added as the header block's last line, after a line
+    end of its own if the block has none (``To: b`` as the last bytes once became ``To: bSubject: …``).
+    """
+    end = header_block_end(raw)
+    head, rest = raw[:end], raw[end:]
+    le = header_line_end(raw)
     if p.subject_tag:
-        m = re.search(rb"(?im)^subject:[ \t]?", head)
+        m = _SUBJECT.search(head)
         if m:
-            line_end = head.find(sep, m.end())
-            current = head[m.end() : line_end if line_end >= 0 else len(head)].decode(
-                "utf-8", "surrogateescape"
-            )
+            nl = head.find(b"\n", m.end())
+            stop = len(head) if nl < 0 else nl  # the value's first line (a CR before the LF stays in it)
+            current = head[m.end() : stop].decode("utf-8", "surrogateescape")
             new = tagged_subject(current, p.subject_tag).encode("utf-8", "surrogateescape")
-            head = head[: m.end()] + new + (head[line_end:] if line_end >= 0 else b"")
+            head = head[: m.end()] + new + head[stop:]
         else:
-            head = head + b"Subject: " + p.subject_tag.strip().encode() + sep
-    extra = b"".join(f"{n}: {v}".encode("utf-8", "replace") + sep for n, v in p.add_headers)
+            if head and not head.endswith(b"\n"):
+                head += le
+            head += b"Subject: " + p.subject_tag.strip().encode() + le
+    added = p.add_headers
     if p.action == "REROUTE" and p.reroute_to:
-        extra += f"X-Spam-Reroute-To: {p.reroute_to}".encode() + sep
-    return extra + head + (body if head_end >= 0 else b"")
+        added += (("X-Spam-Reroute-To", p.reroute_to),)
+    return header_lines(added, le) + head + rest

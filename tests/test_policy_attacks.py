@@ -3,6 +3,7 @@ traceback, a hang, an injected header or an answer too large to send."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import pytest
 
 from spamgate.model.artifact import Artifact
 from spamgate.model.exit_codes import EX_CONFIG
+from spamgate.service.api import redact
+from spamgate.service.api.proto_gen import spamgate_pb2 as pb
 from spamgate.service.policy import policy_file
 from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
 from spamgate.service.policy.settings import PolicyError
@@ -168,3 +171,57 @@ def test_a_deeply_nested_policy_exits_78(tmp_path: Path, small_model: Artifact, 
     )
     assert r.returncode == EX_CONFIG and r.stdout == b"", (r.returncode, r.stderr[-2000:])
     assert b"nested too deeply" in r.stderr and b"Traceback" not in r.stderr
+
+
+# --- F3: errors are bounded, and a caller without the admin role sees no list entry -------------------
+
+
+def _bad_list(tmp_path: Path, lines: list[str]) -> Path:
+    (tmp_path / "senders.txt").write_text("".join(f"{line}\n" for line in lines))
+    path = tmp_path / "policy.toml"
+    path.write_text('[block]\nsenders_file = "senders.txt"\n')
+    return path
+
+
+def test_errors_are_capped_in_number(tmp_path: Path) -> None:
+    """300,000 bad lines gave 300,000 errors: a 38.9 MB ReloadPolicy / GetPolicy answer, over gRPC's limit."""
+    path = _bad_list(tmp_path, [f"not-an-address-{i}" for i in range(5000)])
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(path)
+    errors = exc.value.errors
+    assert len(errors) == 21  # the first 20, and how many more
+    assert errors[0].startswith(f"{tmp_path / 'senders.txt'}:1: senders: 'not-an-address-0'")
+    assert errors[-1] == "… and 4980 more errors (the first 20 are shown)"
+    holder = PolicyHolder()
+    holder.path = path
+    assert holder.reload().errors == errors and holder.last_errors == errors
+
+
+def test_errors_are_capped_in_length(tmp_path: Path) -> None:
+    path = _bad_list(tmp_path, ["x" * 100_000])
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(path)
+    (error,) = exc.value.errors
+    assert len(error) == 1000 and re.search(r"x… \(100,\d{3} characters in all\)$", error), error[-100:]
+    deep = tmp_path / "big.toml"
+    deep.write_text("thresholds = { tag = [" + "1, " * 100_000 + "] }\n")
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(deep)
+    assert exc.value.errors and all(len(e) <= 1000 for e in exc.value.errors)
+
+
+def test_the_public_view_of_errors_quotes_no_entry(tmp_path: Path) -> None:
+    """GetPolicy is open to any Classify caller: it showed list-file lines verbatim."""
+    path = _bad_list(tmp_path, ["friend@example.org", "secret-partner-list-entry"])
+    path.write_text('[actions]\nreroute_to = "nobody-here"\n' + path.read_text())
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(path)
+    info = redact.public_policy_info(pb.PolicyInfo(source=str(path), errors=exc.value.errors))
+    assert "secret-partner" in "".join(exc.value.errors) and "nobody-here" in "".join(exc.value.errors)
+    assert list(info.errors) == [
+        "policy.toml:2: actions.reroute_to: (details shown to admin callers only)",
+        "senders.txt:2: senders: (details shown to admin callers only)",
+    ]
+    assert redact.public_policy_info(pb.PolicyInfo(errors=["a reload is already running"])).errors == [
+        "a reload is already running"
+    ]

@@ -6,7 +6,8 @@ the manifest's ``training.command`` (the training command line: corpus and data
 folders) and, in every other string of the manifest and in the policy's reload
 errors, each path (absolute, in a home, relative from ./ or ../, a file: URL) is
 cut to its last component (``/etc/spamgate/policy.toml:3: …`` becomes
-``policy.toml:3: …``, still enough to find the line).
+``policy.toml:3: …``, still enough to find the line). A reload error also loses its details,
+which quote the files (a list file's bad line verbatim): ``policy_file.public_error``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from typing import Any
 
 from spamgate.service.api.proto_gen import spamgate_pb2 as pb
+from spamgate.service.policy.policy_file import public_error
 
 # A POSIX path not inside a word or another URL ("spamgate-model/1", "v1.2/3" and "https://host/x"
 # are not paths): absolute, in a home (~/, ~user/), relative from ./ or ../ (a training command's
@@ -65,5 +67,5 @@ def public_policy_info(info: pb.PolicyInfo) -> pb.PolicyInfo:
     out.CopyFrom(info)
     out.source = ""
     out.ClearField("errors")
-    out.errors.extend(scrub_paths(e) for e in info.errors)
+    out.errors.extend(public_error(scrub_paths(e)) for e in info.errors)
     return out

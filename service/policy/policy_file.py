@@ -60,16 +60,63 @@ _ACTION_KEYS = {"subject_tag", "reroute_to", "reject_text", "info_headers", "max
 _SECTION_KEYS = {"name", "recipient_domains", "sensitivity", "thresholds", "actions", "headers"}
 
 
+# How many errors a refused policy reports, and how long each may be. A list file of 300,000 bad
+# lines gave 300,000 errors each quoting its line: the ReloadPolicy and GetPolicy answers (38.9 MB)
+# went over gRPC's limit and both failed RESOURCE_EXHAUSTED until a good reload (attack review).
+# The first errors are what an admin fixes first; the rest are counted.
+MAX_ERRORS = 20
+MAX_ERROR_CHARS = 1000
+
+
+def _shorten(error: str) -> str:
+    """``error`` cut to ``MAX_ERROR_CHARS`` in all, saying how long it was (a value quoted whole)."""
+    if len(error) <= MAX_ERROR_CHARS:
+        return error
+    tail = f"… ({len(error):,} characters in all)"
+    return error[: MAX_ERROR_CHARS - len(tail)] + tail
+
+
+def _more(count: int) -> list[str]:
+    return [f"… and {count} more errors (the first {MAX_ERRORS} are shown)"] if count > 0 else []
+
+
+def public_error(error: str) -> str:
+    """What a caller without the admin role sees of a policy error: where, not what the files hold.
+
+    GetPolicy is open to every Classify caller, and an error's details quote the files: a list
+    file's bad line verbatim, a value given (``got '…'``). Every error is ``WHERE: WHAT: details``
+    (``senders.txt:17: senders: 'x' is not …``, ``policy.toml:4: actions.reroute_to: must …``,
+    ``policy.toml:3: not valid TOML: …``): the file, line and key or kind stay, the details go.
+    An error of two parts is a fixed text (``… and 4 more errors``) and stays whole.
+    """
+    parts = error.split(": ", 2)
+    return f"{parts[0]}: {parts[1]}: (details shown to admin callers only)" if len(parts) == 3 else error
+
+
 class _Errors:
-    """Every problem found, each as ``FILE:LINE: KEY: why``, the line resolved from the key's path."""
+    """Every problem found, each as ``FILE:LINE: KEY: why``, the line resolved from the key's path.
+
+    Only the first ``MAX_ERRORS`` are kept; the others are counted (``more``).
+    """
 
     def __init__(self, path: Path, text: str) -> None:
         self.path, self.lines, self.items = path, KeyLines(text), list[str]()
+        self.more = 0
         self.allow_empty_list_files = False  # the policy's own key: an empty list file is meant
 
     def add(self, key: str, why: str) -> None:
         """``key`` is the path (``domain[1].thresholds.tag``): the line is that key's in its own table."""
-        self.items.append(f"{self.path}:{self.lines.line_of(key)}: {key}: {why}")
+        self.located(f"{self.path}:{self.lines.line_of(key)}: {key}: {why}")
+
+    def located(self, error: str) -> None:
+        """An error that already names its file and line (a list file's)."""
+        if len(self.items) < MAX_ERRORS:
+            self.items.append(_shorten(error))
+        else:
+            self.more += 1
+
+    def all(self) -> list[str]:
+        return self.items + _more(self.more)
 
 
 def _thresholds(raw: Any, where: str, base: dict[Action, Threshold], err: _Errors) -> dict[Action, Threshold]:
@@ -201,7 +248,7 @@ def _read_list_file(path: Path, key: str, target: AddressList, err: _Errors, dig
         return
     digest.update(data)
     if cut := cut_short(path, data):
-        err.items.append(cut)
+        err.located(cut)
         return
     entries = 0
     for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
@@ -212,7 +259,7 @@ def _read_list_file(path: Path, key: str, target: AddressList, err: _Errors, dig
         try:
             target.add(kind, entry)
         except ValueError as exc:
-            err.items.append(f"{path}:{n}: {kind}: {exc}")
+            err.located(f"{path}:{n}: {kind}: {exc}")
     if not entries and not err.allow_empty_list_files:
         err.add(
             key,
@@ -289,12 +336,15 @@ def parse_policy(path: Path) -> Policy:
     """
     try:
         return _parse_policy(Path(path))
-    except PolicyError:
-        raise
+    except PolicyError as exc:  # _Errors keeps at most MAX_ERRORS; the others raised have one
+        if all(len(e) <= MAX_ERROR_CHARS for e in exc.errors):
+            raise
+        raise PolicyError([_shorten(e) for e in exc.errors]) from exc
     except RecursionError as exc:
         raise PolicyError([f"{path}: nested too deeply (arrays or inline tables): refused"]) from exc
     except Exception as exc:
-        raise PolicyError([f"{path}: cannot be read as a policy: {type(exc).__name__}: {exc}"]) from exc
+        why = f"{path}: cannot be read as a policy: {type(exc).__name__}: {exc}"
+        raise PolicyError([_shorten(why)]) from exc
 
 
 def _parse_policy(path: Path) -> Policy:
@@ -377,7 +427,7 @@ def _parse_policy(path: Path) -> Policy:
                 doms.add(d)
         domains.append(DomainSection(name, doms, _settings(sec, where, settings, err)))
     if err.items:
-        raise PolicyError(err.items)
+        raise PolicyError(err.all())
     label = raw.get("version")
     version = (f"{label}+" if isinstance(label, str) and label else "") + digest.hexdigest()[:12]
     return Policy(

@@ -21,9 +21,6 @@ corpus), where it should almost never fire.
 from __future__ import annotations
 
 import argparse
-import email
-import email.message
-import email.policy
 import importlib.util
 import json
 import sys
@@ -33,9 +30,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spamgate.model.bundled import bundled_model_path
+from spamgate.model.parse import parse_message
 from spamgate.service.policy.settings import Action, Policy
 from spamgate.service.scoring.model_holder import ModelHolder
 from spamgate.service.scoring.verdict import Request, build_verdict
+from spamgate.training.text_only import text_only
 
 REPO = Path(__file__).resolve().parents[1]
 SET = REPO / "tests" / "multilingual"
@@ -57,19 +56,18 @@ FORMS = ("message", "body", "subject+body")
 def as_form(raw: bytes, form: str) -> bytes:
     """The message as sent (``message``), or only its text as some evaluation sets hold mail.
 
-    ``body``: the first text part (plain before HTML), decoded, as UTF-8 with no header at all; this
-    is how issue 14's Turkish set was given ("body text only"). ``subject+body``: the same with a
+    ``body``: ``training.text_only`` (the first text part, plain before HTML, decoded, as UTF-8 with
+    no header at all); this is how issue 14's Turkish set was given ("body text only"), and the form
+    the bundled model's text-only new-site points are measured on. ``subject+body``: the same with a
     Subject line in front, as Enron-Spam and Ling-Spam hold their mail. A gateway always sees
     headers; these forms show what the model makes of the text alone.
     """
     if form == "message":
         return raw
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    part = msg.get_body(preferencelist=("plain", "html"))
-    text = part.get_content() if isinstance(part, email.message.EmailMessage) else ""
+    text = text_only(raw)
     if form == "subject+body":
-        text = f"Subject: {msg.get('Subject', '')}\n\n{text}"
-    return str(text).encode("utf-8")
+        text = f"Subject: {parse_message(raw).subject}\n\n".encode() + text
+    return text
 
 
 def score_all(holder: ModelHolder, form: str = "message") -> list[dict[str, Any]]:

@@ -108,6 +108,23 @@ class Artifact:
     def policy_points(self) -> tuple[OperatingPoint, ...]:
         return self._policy_points
 
+    def points_for(self, has_header_block: bool) -> tuple[OperatingPoint, ...]:
+        """The points a message's thresholds resolve against: ``policy_points``, except for input
+        with no header block at all (``MessageView.has_header_block``), judged by the recipe's
+        new-site points on text alone when the manifest has them.
+
+        Thresholds measured on whole messages do not hold on text alone: trec07p as a left-out site,
+        given as text only, had 6.2% of its ham at or above the FPR-1% point of its whole messages
+        (``training.text_only``). A gateway never hands over such input; an evaluation set or an API
+        caller holding only a message's text does. A retrained model keeps the text-only points of
+        the model it came from (``training.retrain``): its own points are measured on mail with
+        headers too.
+        """
+        text_points = self.info.new_site_text_only_points
+        if has_header_block or not text_points:
+            return self._policy_points
+        return text_points
+
     def _resolve_policy_points(self) -> tuple[OperatingPoint, ...]:
         """The points a policy's FPR targets resolve against where the model runs.
 

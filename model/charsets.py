@@ -8,8 +8,9 @@ adversary's):
   name in a dict for the life of the process, and the C codec registry keeps each spelling of a
   known one ("utf--8", "UTF---8", …). 200 messages of 500 KB, each part declaring a new charset,
   grew a scoring worker from 121 MB to 218 MB (23,722 cached names), and workers are not recycled.
-  So a name is looked up only if its normalised form is one of Python's own codec names or
-  aliases, and only in that normalised form: the caches then hold at most that fixed set.
+  So a name is looked up only if its normalised form (lower case, any run of other characters
+  than letters and digits, dots included, as one "_") is one of Python's own codec names or
+  aliases, and only as that codec's module name: the caches then hold at most that fixed set.
 - **Time.** Some codecs are no mail charset and cost super-linear time: the punycode decoder
   inserts one character at a time into a growing string (a 40 KB text part declared
   charset=punycode: 0.33 s, 80 KB: 0.55 s; through an RFC 2231 parameter of 500 KB, 10.3 s).
@@ -88,7 +89,11 @@ def without_surrogates(text: str) -> str:
 def decode_bytes(data: bytes, charset: str | None) -> str:
     """Decode with the declared charset, falling back to UTF-8 then Latin-1; never raises."""
     codec = codec_name(charset)
-    if codec is not None and codec != "utf_8":
+    # Exactly "utf-8" (as parsing lower-cases it) is read strictly, falling back to Latin-1 for the
+    # whole text; any other name, "utf8" included, with its bad bytes replaced. That is what the
+    # decoder did before this module, and training rows depend on it (review: making every UTF-8
+    # spelling strict would turn a "utf8" part with one bad byte into Latin-1 mojibake).
+    if codec is not None and charset != "utf-8":
         try:
             return without_surrogates(data.decode(codec, errors="replace"))
         except Exception:  # a codec's own failure is the sender's doing: fall back

@@ -133,6 +133,9 @@ class Manifest:
     operating_points: tuple[OperatingPoint, ...]
     new_site_operating_points: tuple[OperatingPoint, ...]
     new_site_floor_points: tuple[OperatingPoint, ...]
+    # The same left-out fits scored on each site's mail as text alone (training.text_only): what a
+    # policy's FPR targets resolve against for input with no header block (Artifact.points_for).
+    new_site_text_only_points: tuple[OperatingPoint, ...]
     site_reports: int
     training_messages: int
     corpora: tuple[str, ...]  # "name (ham/spam)"
@@ -167,6 +170,9 @@ class Manifest:
             ),
             new_site_floor_points=operating_points(
                 raw.get("new_site_floor_points"), "new_site_floor_points"
+            ),
+            new_site_text_only_points=operating_points(
+                raw.get("new_site_text_only_operating_points"), "new_site_text_only_operating_points"
             ),
             site_reports=site_reports,
             training_messages=messages,

@@ -46,6 +46,9 @@ class Score:
     # asks for; the probability was then squeezed into the rule's middle band.
     content_evidence: int = -1
     thin: bool = False
+    # Whether the input had a header block (``MessageView.has_header_block``): text with none is
+    # judged by the model's text-only points (``Artifact.points_for``).
+    has_header_block: bool = True
 
 
 class Scorer:
@@ -92,6 +95,7 @@ class Scorer:
             fam.unseen_share,
             evidence,
             self.evidence.is_thin(evidence),
+            view.has_header_block,
         )
 
     def _reasons(self, row: Any, parts: RowParts, top_k: int) -> tuple[Reason, ...]:

@@ -160,6 +160,10 @@ GOOD_POINT = {"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.9, "fpr": 0.0
         ({"operating_points": [{**GOOD_POINT, "catch": 1.5}]}, "operating_points[0].catch"),
         ({"operating_points": [GOOD_POINT, {**GOOD_POINT, "name": "again"}]}, "two points for one target"),
         ({"new_site_operating_points": {"fpr_1%": GOOD_POINT}}, "new_site_operating_points"),
+        (
+            {"new_site_text_only_operating_points": [{**GOOD_POINT, "fpr": -1}]},
+            "new_site_text_only_operating_points[0].fpr",
+        ),
         ({"site_reports": "3"}, "site_reports"),
         ({"site_reports": -1}, "site_reports"),
         ({"training": {"messages": 10, "corpora": [{"ham": 1}]}}, "training.corpora[0]"),

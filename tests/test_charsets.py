@@ -116,3 +116,10 @@ def test_long_tokens_are_hashed_but_not_memoised() -> None:
     cols = token_columns(long + short, 1 << 20, memo)
     assert list(memo) == short and cols.tolist() == token_columns(long + short, 1 << 20).tolist()
     assert len("ct:x/0") <= MEMO_MAX_CHARS
+
+
+def test_only_the_exact_name_utf_8_is_read_strictly() -> None:
+    """As before model.charsets: "utf-8" strict with a Latin-1 fallback, other spellings replace."""
+    assert decode_bytes(b"caf\xc3", "utf-8") == "caf\xc3"
+    assert decode_bytes(b"caf\xc3", "utf8") == "caf\ufffd"
+    assert decode_bytes("café".encode(), "utf8") == decode_bytes("café".encode(), "utf-8") == "café"

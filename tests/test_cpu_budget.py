@@ -184,3 +184,20 @@ def test_a_saturated_pool_refuses_at_once_instead_of_queueing_everyone() -> None
         holding.join(15)
         waiting.join(15)
         assert not holding.is_alive() and not waiting.is_alive()
+
+
+def test_a_score_crosses_the_worker_pipe_whole() -> None:
+    """Every field of a Score survives the pool's dict round trip (a field left out reads as its
+    default in the server: has_header_block did, and text alone was judged by whole-message points)."""
+    from dataclasses import fields
+
+    from spamgate.model.scoring import Reason, Score
+    from spamgate.service.scoring.pool import _score_dict, _score_from
+
+    score = Score(
+        0.42, 0.1, (Reason("b:x", "token", 0.1),), ("cut",), "v1", "OUT_OF_DISTRIBUTION", 0.7, 3, True, False
+    )
+    assert all(
+        getattr(score, f.name) != f.default for f in fields(Score) if f.default is not f.default_factory
+    )
+    assert _score_from(_score_dict(score)) == score

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from spamgate.model.artifact import load_artifact
 from spamgate.model.features import FeatureConfig
@@ -87,3 +88,69 @@ def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) 
     tag = Policy().settings.resolve(art.policy_points)[-1]
     new_tag = next(p.threshold for p in art.new_site_operating_points if p.target_fpr == 0.01)
     assert tag[1] == new_tag
+
+
+def test_training_records_text_only_points_and_text_without_headers_uses_them(tmp_path: Path) -> None:
+    """The same left-out fits score each site's mail as text alone (training.text_only); input with no
+    header block resolves its thresholds against those points, mail with headers against the others."""
+    one = write_corpus(tmp_path / "site1", n=120, seed=5)
+    two = write_corpus(tmp_path / "site2", n=120, seed=9)
+    out = train(
+        [CorpusSpec(str(one), "dir"), CorpusSpec(str(two), "dir")],
+        tmp_path / "model",
+        FeatureConfig(n_bits=14),
+        TrainConfig(cv_folds=3, loss="sgd_log"),
+        exact=True,
+        n_jobs=1,
+        progress=False,
+        new_site=True,
+    )
+    art = load_artifact(out)
+    text = art.info.new_site_text_only_points
+    assert {p.name for p in text} == {p.name for p in art.new_site_operating_points}
+    assert set(art.manifest["new_site_validation"]["text_only_sites"]) == {"site1", "site2"}
+    # The text-only scores are the whole messages' left-out fits on other rows: other thresholds.
+    assert [p.threshold for p in text] != [p.threshold for p in art.new_site_operating_points]
+    assert art.points_for(True) == art.policy_points and art.points_for(False) == text
+    without = {k: v for k, v in art.manifest.items() if k != "new_site_text_only_operating_points"}
+    assert replace(art, manifest=without).points_for(False) == art.policy_points
+
+
+def test_text_without_headers_is_judged_by_the_text_only_points(tmp_path: Path) -> None:
+    """A verdict on text with no header block takes its thresholds from the text-only points: here
+    the whole-message points would reject everything and the text-only points nothing."""
+    from spamgate.model.artifact import write_artifact
+    from spamgate.model.bundled import bundled_model_path
+    from spamgate.service.policy.settings import Action
+    from spamgate.service.scoring.model_holder import ModelHolder
+    from spamgate.service.scoring.verdict import Request, build_verdict
+    from tests.mail import make
+
+    art = load_artifact(bundled_model_path())
+    strict = [{**p.to_dict(), "threshold": 1e-9} for p in art.new_site_operating_points]
+    lenient = [{**p.to_dict(), "threshold": 1.0} for p in art.new_site_operating_points]
+    manifest = {
+        **art.manifest,
+        "new_site_operating_points": strict,
+        "new_site_text_only_operating_points": lenient,
+    }
+    holder = ModelHolder()
+    holder.load(write_artifact(tmp_path / "m", manifest, art.features, art.model))
+    body = "Hello Bob,\n\nthe report is attached. See you on Monday at the office.\n\nAlice\n"
+    with_headers = build_verdict(Request(message=make(body=body)), holder, Policy(), 1 << 24)
+    assert with_headers.action == Action.REJECT
+    text = build_verdict(Request(message=body.encode()), holder, Policy(), 1 << 24)
+    assert text.action == Action.DELIVER and text.spam_probability < 1.0
+
+
+def test_policy_check_lists_the_thresholds_for_text_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spamgate.service.cli.main import main
+
+    policy = tmp_path / "p.toml"
+    policy.write_text('name = "site"\n')
+    assert main(["policy", "check", str(policy)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    text = [ln for ln in lines if "text with no header block" in ln]
+    assert [ln.split()[0] for ln in text] == ["REJECT", "REROUTE", "TAG"]

@@ -131,6 +131,9 @@ def test_model_info(client: SpamGateClient) -> None:
     own_tag = next(p for p in info.operating_points if p.target_fpr == 0.01)
     assert new_tag.threshold >= own_tag.threshold  # the highest over the left-out sites
     assert info.training_messages > 1000
+    # Text with no header block is judged by points measured on the left-out sites' text alone (v1.2).
+    text_tag = next(p for p in info.new_site_text_only_operating_points if p.target_fpr == 0.01)
+    assert 0.0 < text_tag.threshold <= 1.0 and text_tag.name == "fpr_1%"
 
 
 def test_reflection_lists_the_service(server: RunningServer) -> None:

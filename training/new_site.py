@@ -105,12 +105,34 @@ def score_left_out(
     sites: dict[str, Featurized], train_cfg: TrainConfig, n_jobs: int = -1
 ) -> list[SiteScores]:
     """For each site: fit the recipe on the others (deduplicated), score the site's new messages."""
-    out = []
+    return score_left_out_with_text(sites, None, train_cfg, n_jobs)[0]
+
+
+def score_left_out_with_text(
+    sites: dict[str, Featurized],
+    text_only: dict[str, Featurized] | None,
+    train_cfg: TrainConfig,
+    n_jobs: int = -1,
+) -> tuple[list[SiteScores], list[SiteScores]]:
+    """``score_left_out``, and the same fits scoring each site's mail as text alone.
+
+    ``text_only`` holds each site's messages as ``training.text_only`` gives them, rows in the
+    site's order; the second list is empty without it. One fit per site serves both.
+    """
+    out: list[SiteScores] = []
+    texts: list[SiteScores] = []
     for name, site in sites.items():
         model, new = fit_without(sites, name, train_cfg, n_jobs)
         probs = model.calibration.probability(model.margin(site.X[new]))
         out.append(SiteScores(name, site.y[new], probs, int((~new).sum())))
-    return out
+        if text_only is None:
+            continue
+        text = text_only[name]
+        if not np.array_equal(text.y, site.y):
+            raise ValueError(f"{name}: the text-only rows are not the site's messages in order")
+        tprobs = model.calibration.probability(model.margin(text.X[new]))
+        texts.append(SiteScores(name, site.y[new], tprobs, int((~new).sum())))
+    return out, texts
 
 
 def fpr_upper_bound(k: int, n: int, confidence: float = BOUND_CONFIDENCE) -> float:

@@ -413,6 +413,12 @@ def retrain_rows(
         # reference's new-site points, carried on from retrain to retrain.
         floors = reference.new_site_operating_points or reference.info.new_site_floor_points
         manifest["new_site_floor_points"] = [p.to_dict() for p in floors]
+    if reference.info.new_site_text_only_points:
+        # Text with no header block (Artifact.points_for): the site's reports are mail with headers, so
+        # they measure nothing about it; the reference's text-only points carry on.
+        manifest["new_site_text_only_operating_points"] = [
+            p.to_dict() for p in reference.info.new_site_text_only_points
+        ]
     target = write_artifact(
         Path(out_root) / version, manifest, feature_cfg, result.model, training_filter_files(tr.digests)
     )

@@ -7,7 +7,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from spamgate.model.training_filter import to_bytes as filter_bytes
 from spamgate.training.corpora import CorpusError, read_corpus
 from spamgate.training.featurize import Featurized, featurize
 from spamgate.training.fit import FitResult, TrainConfig, fit
+from spamgate.training.text_only import text_only
 
 
 @dataclass(frozen=True)
@@ -160,19 +161,44 @@ def train(
     if new_site:
         if len(sites) < 2:
             raise CorpusError("new-site operating points need two or more training corpora")
-        from spamgate.training.new_site import new_site_points, score_left_out, site_summary
+        from spamgate.training.new_site import new_site_points, score_left_out_with_text, site_summary
 
         t1 = time.perf_counter()
-        left_out = score_left_out(sites, train_cfg, n_jobs=n_jobs)
+        texts = {
+            name: text_only_site(spec, sites[name], feature_cfg, n_jobs, progress)
+            for spec, name in zip(specs, sites, strict=True)
+        }
+        left_out, left_out_text = score_left_out_with_text(sites, texts, train_cfg, n_jobs=n_jobs)
         manifest["new_site_operating_points"] = new_site_points(left_out)
+        # Text with no header block (model.familiarity's HEADERLESS; training.text_only): the same
+        # left-out fits, scored on each site's mail as text alone. The service resolves a policy's FPR
+        # targets against these for such input (Artifact.points_for).
+        manifest["new_site_text_only_operating_points"] = new_site_points(left_out_text)
         manifest["new_site_validation"] = {
             "method": "leave one training corpus out: the recipe fitted on the others scores it",
             "sites": site_summary(left_out),
+            "text_only_sites": site_summary(left_out_text),
             "seconds": round(time.perf_counter() - t1, 2),
         }
     manifest["training"]["total_seconds"] = round(time.perf_counter() - t0, 2)
     target = Path(out) if exact else Path(out) / version
     return write_artifact(target, manifest, feature_cfg, result.model, training_filter_files(data.digests))
+
+
+def text_only_site(
+    spec: CorpusSpec, site: Featurized, config: FeatureConfig, n_jobs: int, progress: bool
+) -> Featurized:
+    """One site's messages as text alone (``training.text_only``), rows in the site's order.
+
+    The digests stay the whole messages', so ``training.new_site`` leaves out the same messages it
+    leaves out of the site's own scores (those in another site's training mail).
+    """
+    messages = (replace(m, raw=text_only(m.raw)) for m in spec.read())
+    rows = featurize(messages, config, n_jobs=n_jobs, progress=progress)
+    if len(rows.y) != len(site.y):
+        raise CorpusError(f"{spec.path}: read {len(rows.y)} messages as text, {len(site.y)} before")
+    rows.digests = list(site.digests)
+    return rows
 
 
 def training_filter_files(digests: list[str]) -> dict[str, bytes]:

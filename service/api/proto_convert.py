@@ -166,6 +166,7 @@ def model_info(holder: ModelHolder, policy_version: str = "") -> pb.ModelInfo:
         corpora=list(m.corpora),
         operating_points=_points_pb(m.operating_points),
         new_site_operating_points=_points_pb(m.new_site_operating_points),
+        new_site_text_only_operating_points=_points_pb(m.new_site_text_only_points),
         site_reports=m.site_reports,
         validation_one_minus_roca_pct=m.validation_one_minus_roca_pct,
         validation_roc_auc=m.validation_roc_auc,

@@ -57,6 +57,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print("  every action off: all mail is delivered")
         for action, p, label in resolved:
             print(f"  {action.name:<8} p >= {p:.6f}   ({label})")
+        if artifact.points_for(False) != artifact.policy_points:
+            # Input with no header block at all (a message's text alone) resolves against other points.
+            for action, p, _ in settings.resolve(artifact.points_for(False)):
+                print(f"  {action.name:<8} p >= {p:.6f}   (text with no header block: text-only points)")
     sizes = {
         **{f"allow.{k}": v for k, v in policy.allow.sizes().items() if v},
         **{f"block.{k}": v for k, v in policy.block.sizes().items() if v},

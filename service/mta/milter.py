@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import Milter
 
+from spamgate.model.mime import is_mail_field
 from spamgate.service.api.client import SpamGateClient, envelope
 from spamgate.service.api.proto_convert import verdict_from_proto
 from spamgate.service.mta.plan import FAIL_MODES, ORIGINAL_RCPT_HEADER, plan, tagged_subject, unscanned_status
@@ -85,6 +86,12 @@ class _Shared:
     # never returned (seen with pymilter 1.0.5 + grpcio 1.85), and a future
     # with a timeout is a hard bound on how long the MTA can be held anyway.
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="spamgate-call")
+    # Calls submitted and not yet finished (running or queued), each holding its message bytes. The
+    # pool's own queue is unbounded and a timed-out call used to stay queued: against a server that
+    # hangs, 200 messages of 1 MB left 64 MB queued after every MTA had had its TEMPFAIL, all sent to
+    # the server later for nobody (attack review). Past this many the milter answers at once, as for
+    # an outage.
+    inflight = threading.BoundedSemaphore(32)
 
     @classmethod
     def get_client(cls) -> SpamGateClient:
@@ -97,6 +104,13 @@ class _Shared:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else bytes(value).decode("utf-8", "surrogateescape")
+
+
+def _utf8(value: str) -> str:
+    """``value`` as pymilter can send it: its C calls encode strict UTF-8, and headers and SMTP
+    arguments arrive with 8-bit bytes as surrogates (a review found a Latin-1 Subject on a TAG
+    verdict raised UnicodeEncodeError in ``chgheader``, outside any handler)."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class SpamgateMilter(Milter.Base):
@@ -115,6 +129,7 @@ class SpamgateMilter(Milter.Base):
         self.truncated = False
         self.subject: str | None = None
         self.queue_id = ""
+        self.mail_field_seen = False
 
     def _write(self, data: bytes) -> None:
         room = _Shared.config.max_bytes - self.size
@@ -151,6 +166,7 @@ class SpamgateMilter(Milter.Base):
         text = _text(value)
         if name.lower() == "subject" and self.subject is None:
             self.subject = text
+        self.mail_field_seen = self.mail_field_seen or is_mail_field(name)
         self._write(f"{name}: {text}\r\n".encode("utf-8", "surrogateescape"))
         return Milter.CONTINUE
 
@@ -168,13 +184,33 @@ class SpamgateMilter(Milter.Base):
     def eom(self) -> int:
         cfg = _Shared.config
         raw = self.buf.getvalue()
-        env = envelope(self.client_ip, self.helo, self.mail_from, self.rcpts)
+        if not self.mail_field_seen and not raw.startswith(b"\r\n"):
+            # What the MTA passed holds no mail header field ("Foo: bar" only): as written, the model
+            # would read it as text handed over alone (model.mime.is_mail_field), capped at TAG and
+            # judged by the text-only points. It is mail whose sender wrote no header: an empty header
+            # block, those lines starting its body.
+            raw = b"\r\n" + raw
         qid = self.queue_id
         try:
-            future = _Shared.pool.submit(
-                lambda: _Shared.get_client().classify(raw, env, correlation_id=qid, timeout=cfg.timeout)
+            env = envelope(
+                _utf8(self.client_ip), _utf8(self.helo), _utf8(self.mail_from), [_utf8(r) for r in self.rcpts]
             )
-            resp = verdict_from_proto(future.result(timeout=cfg.timeout + 1.0))
+            if not _Shared.inflight.acquire(blocking=False):
+                return self._failed("too many calls in flight")
+            try:
+                future = _Shared.pool.submit(
+                    lambda: _Shared.get_client().classify(raw, env, correlation_id=qid, timeout=cfg.timeout)
+                )
+            except BaseException:
+                _Shared.inflight.release()
+                raise
+            # Released when the call ends, fails or is cancelled still queued.
+            future.add_done_callback(lambda _: _Shared.inflight.release())
+            try:
+                resp = verdict_from_proto(future.result(timeout=cfg.timeout + 1.0))
+            except FutureTimeout:
+                future.cancel()  # still queued: never sent; running: gRPC's own deadline ends it
+                raise
         except FutureTimeout:
             return self._failed("timed out")
         except grpc.RpcError as exc:
@@ -193,19 +229,24 @@ class SpamgateMilter(Milter.Base):
             },
         )
         if p.action == "REJECT":
-            self.setreply(p.reply_code, p.reply_xcode, p.reply_text)
+            try:
+                # libmilter reads the text as a format: a policy's "100% spam" made setreply raise, and
+                # the exception turned every REJECT into the MTA's TEMPFAIL (attack review).
+                self.setreply(p.reply_code, p.reply_xcode, _utf8(p.reply_text).replace("%", "%%"))
+            except Exception as exc:  # the MTA's own 5xx text still rejects
+                log.warning("reject text refused", extra={"queue_id": self.queue_id, "why": str(exc)})
             return Milter.REJECT
         if p.action == "DELETE":
             return Milter.DISCARD
         for name, value in p.add_headers:
-            self.addheader(name, value)
+            self.addheader(name, _utf8(value))
         if p.subject_tag:
             if self.subject is None:
-                self.addheader("Subject", p.subject_tag.strip())
+                self.addheader("Subject", _utf8(p.subject_tag.strip()))
             else:
-                self.chgheader("Subject", 1, tagged_subject(self.subject, p.subject_tag))
+                self.chgheader("Subject", 1, _utf8(tagged_subject(self.subject, p.subject_tag)))
         if p.action == "REROUTE" and p.reroute_to:
-            self.addheader(ORIGINAL_RCPT_HEADER, ", ".join(self.rcpts))
+            self.addheader(ORIGINAL_RCPT_HEADER, _utf8(", ".join(self.rcpts)))
             for r in self.rcpts:
                 self.delrcpt(f"<{r}>")
             self.addrcpt(f"<{p.reroute_to}>")

@@ -156,6 +156,7 @@ def _score_dict(score: Score) -> dict[str, Any]:
         "unseen": score.unseen_share,
         "evidence": score.content_evidence,
         "thin": score.thin,
+        "headers": score.has_header_block,
     }
 
 
@@ -170,6 +171,7 @@ def _score_from(d: dict[str, Any]) -> Score:
         unseen_share=float(d.get("unseen", 0.0)),
         content_evidence=int(d.get("evidence", -1)),
         thin=bool(d.get("thin", False)),
+        has_header_block=bool(d.get("headers", True)),
     )
 
 

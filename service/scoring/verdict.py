@@ -229,6 +229,8 @@ def build_verdict(
                 score.model_version,
             )
             unfamiliar = score.unfamiliar
+            # Text with no header block resolves against the text-only points (Artifact.points_for).
+            points = scorer.artifact.points_for(score.has_header_block)
             if score.thin:
                 # The probability was squeezed into the middle band (model.evidence): say why first.
                 reasons = (Reason(THIN_EVIDENCE, "evidence", 0.0), *reasons)

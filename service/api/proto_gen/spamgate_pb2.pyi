@@ -186,7 +186,7 @@ class OperatingPoint(_message.Message):
     def __init__(self, name: _Optional[str] = ..., target_fpr: _Optional[float] = ..., threshold: _Optional[float] = ..., fpr: _Optional[float] = ..., catch_rate: _Optional[float] = ..., extrapolated: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_version", "feature_version", "created", "training_messages", "corpora", "operating_points", "validation_one_minus_roca_pct", "validation_roc_auc", "manifest_json", "policy_version", "new_site_operating_points", "site_reports")
+    __slots__ = ("model_version", "feature_version", "created", "training_messages", "corpora", "operating_points", "validation_one_minus_roca_pct", "validation_roc_auc", "manifest_json", "policy_version", "new_site_operating_points", "site_reports", "new_site_text_only_operating_points")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +199,7 @@ class ModelInfo(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     NEW_SITE_OPERATING_POINTS_FIELD_NUMBER: _ClassVar[int]
     SITE_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    NEW_SITE_TEXT_ONLY_OPERATING_POINTS_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     feature_version: str
     created: str
@@ -211,7 +212,8 @@ class ModelInfo(_message.Message):
     policy_version: str
     new_site_operating_points: _containers.RepeatedCompositeFieldContainer[OperatingPoint]
     site_reports: int
-    def __init__(self, model_version: _Optional[str] = ..., feature_version: _Optional[str] = ..., created: _Optional[str] = ..., training_messages: _Optional[int] = ..., corpora: _Optional[_Iterable[str]] = ..., operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., validation_one_minus_roca_pct: _Optional[float] = ..., validation_roc_auc: _Optional[float] = ..., manifest_json: _Optional[str] = ..., policy_version: _Optional[str] = ..., new_site_operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., site_reports: _Optional[int] = ...) -> None: ...
+    new_site_text_only_operating_points: _containers.RepeatedCompositeFieldContainer[OperatingPoint]
+    def __init__(self, model_version: _Optional[str] = ..., feature_version: _Optional[str] = ..., created: _Optional[str] = ..., training_messages: _Optional[int] = ..., corpora: _Optional[_Iterable[str]] = ..., operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., validation_one_minus_roca_pct: _Optional[float] = ..., validation_roc_auc: _Optional[float] = ..., manifest_json: _Optional[str] = ..., policy_version: _Optional[str] = ..., new_site_operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., site_reports: _Optional[int] = ..., new_site_text_only_operating_points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ()

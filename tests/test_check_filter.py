@@ -166,3 +166,67 @@ def test_check_fail_modes() -> None:
         r.returncode == 0
         and r.stdout == b"X-Spam-Status: Unknown, not scanned (spam filter unavailable)\n" + lf
     )
+
+
+def test_a_message_above_the_server_limit_is_scanned_up_to_max_bytes_and_passed_whole(
+    tmp_path: Path, small_model: Artifact
+) -> None:
+    """27.3 MB to a server taking 25 MiB got RESOURCE_EXHAUSTED and exit 75: the MTA retried a message
+    that can never pass until the queue lifetime ran out (attack review F8). Like the milter, ``check``
+    sends at most ``--max-bytes`` for scanning and writes the whole message, rewritten."""
+    policy = tmp_path / "p.toml"
+    policy.write_text(VERDICT_POLICY)
+    body = "the quarterly numbers are attached as promised\n" * 600_000
+    big = make({"Subject": "report"}, body=body)
+    assert len(big) > 27_000_000
+    from spamgate.service.api.server import start_server
+    from spamgate.service.runtime.config import load_config, with_server
+
+    cfg = load_config(None, {"metrics": {"port": 0}, "policy": {"file": str(policy)}})
+    assert cfg.server.max_message_bytes == 25 * 1024 * 1024  # the default limit the review hit
+    running = start_server(with_server(cfg, port=0))
+    try:
+        assert small_model.path is not None
+        running.engine.holder.load(small_model.path)
+        r = run(["--server", f"127.0.0.1:{running.port}", "--timeout", "60"], big)
+    finally:
+        running.stop(0).wait()
+    assert r.returncode in (0, 1), (r.returncode, r.stderr[-500:])
+    head, _, rest = r.stdout.partition(b"\r\n\r\n")
+    assert b"\r\nX-Spam-Status: " in head and rest == big.split(b"\r\n\r\n", 1)[1], head
+
+
+def test_max_bytes_is_checked_like_the_milters(small_model: Artifact) -> None:
+    model = ["--model", str(small_model.path)]
+    r = run([*model, "--max-bytes", "1023"], make())
+    assert r.returncode == 78 and r.stdout == b"", r.stderr
+    assert r.stderr == b"spamgate check: configuration error: --max-bytes must be >= 1024, got 1023\n"
+    # a verdict on the first 1024 bytes; the message written whole
+    msg = make({"Subject": "lunch"}, body="See you at noon by the fountain.\n" * 200)
+    r = run([*model, "--max-bytes", "1024"], msg)
+    assert r.returncode in range(5) and r.stdout.endswith(msg) and b"X-Spam-Status: " in r.stdout, r.stderr
+
+
+def test_an_empty_message_is_a_data_error_not_an_outage(small_model: Artifact) -> None:
+    """Empty stdin exited 75 as an outage (F8): the MTA retried the same nothing until it gave up."""
+    for args in (["--model", str(small_model.path)], ["--server", "127.0.0.1:1", "--timeout", "1"]):
+        for mode in ("open", "tempfail"):
+            r = run([*args, "--fail-mode", mode], b"")
+            assert r.returncode == 65 and r.stdout == b"", (args, mode, r.returncode, r.stderr)
+            assert r.stderr == b"spamgate check: no message on standard input (0 bytes); exit 65\n", r.stderr
+
+
+def test_closed_or_unreadable_stdin_is_a_configuration_error(small_model: Artifact, tmp_path: Path) -> None:
+    """``spamgate check <&-`` raised AttributeError: a traceback and exit 1, which reads as TAG (F8)."""
+    check = [sys.executable, "-m", "spamgate.service.cli", "check", "--model", str(small_model.path)]
+    # closed; open for writing only (a folder on stdin stops Python itself before ``check`` runs)
+    for redirect in ("<&-", f"0> {tmp_path / 'out'}"):
+        r = subprocess.run(
+            ["sh", "-c", f'exec "$@" {redirect}', "sh", *check], cwd=REPO, capture_output=True, timeout=120
+        )
+        err = r.stderr.decode()
+        assert r.returncode == 78 and r.stdout == b"", (redirect, r.returncode, err)
+        assert err.startswith(
+            "spamgate check: configuration error: cannot read the message from standard input"
+        )
+        assert err.count("\n") == 1 and "Traceback" not in err, err

@@ -2,9 +2,10 @@
 
 A configuration error is never treated as an outage: a bad argument, server
 address, socket, policy or model makes ``check`` exit 78 (EX_CONFIG) and the
-milter refuse to start, each with a one-line reason on stderr. Only a
-failure of the service itself (unreachable, timed out, an error status, a
-failure while scoring in-process) follows ``--fail-mode``.
+milter refuse to start, each with a one-line reason on stderr; so does a
+``check`` with no standard input to read. Only a failure of the service
+itself (unreachable, timed out, an error status, a failure while scoring
+in-process) follows ``--fail-mode``; an empty message is neither (exit 65).
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ from spamgate.service.mta.plan import FAIL_MODES
 
 # Exit codes of ``spamgate check`` (procmail/maildrop branch on them); 75 and 78 as model.exit_codes.
 EXIT_CODES = {"DELIVER": 0, "TAG": 1, "REROUTE": 2, "REJECT": 3, "DELETE": 4}
+# sysexits.h EX_DATAERR, ``check``'s answer to an empty message. Not 75: nothing will change on a
+# retry, and the MTA retried the same 0 bytes until the queue lifetime ended (attack review F8). Not a
+# verdict: 0 with nothing on stdout could have a content_filter script re-inject an empty message, and
+# "not scanned" headers would make a message out of nothing. Not 2 (every other command's failure):
+# for ``check`` that is REROUTE. An MTA takes 65 as permanent (Postfix pipe(8) bounces, 5.6.0), and an
+# empty message only comes from a script that lost the message, which someone has to look at.
+EX_DATAERR = 65
+# Message bytes sent for scanning, as the milter's ``--max-bytes`` (MilterConfig.max_bytes): the
+# default and the least accepted value are the milter's.
+MAX_SCAN_BYTES = 10 * 1024 * 1024
+MIN_SCAN_BYTES = 1024
 # gRPC target schemes passed through as written (anything else must be host:port).
 _TARGET_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
 
@@ -90,7 +102,7 @@ def add_parsers(sub: Any) -> None:
         default="tempfail",
         help="when spamgate is down: accept unscanned (open) or 451 (tempfail)",
     )
-    m.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="message bytes sent for scanning")
+    m.add_argument("--max-bytes", type=int, default=MAX_SCAN_BYTES, help="message bytes sent for scanning")
     m.add_argument("--no-status-header", action="store_true", help="do not add X-Spam-Status")
     add_client_options(m)
     m.set_defaults(func=cmd_milter)
@@ -104,6 +116,12 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--policy", help="policy file for in-process scoring")
     c.add_argument("--timeout", type=float, default=10.0)
     c.add_argument("--fail-mode", choices=FAIL_MODES, default="tempfail")
+    c.add_argument(
+        "--max-bytes",
+        type=int,
+        default=MAX_SCAN_BYTES,
+        help="message bytes sent for scanning; the whole message is written (default %(default)s)",
+    )
     c.add_argument("--client-ip", default="")
     c.add_argument("--mail-from", default="")
     c.add_argument("--rcpt", action="append", default=[])
@@ -153,7 +171,8 @@ def cmd_milter(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Exit codes: 0-4 the verdict (``EXIT_CODES``), 75 unavailable in tempfail mode, 78 configuration."""
+    """Exit codes: 0-4 the verdict (``EXIT_CODES``), 65 an empty message, 75 unavailable in tempfail
+    mode, 78 configuration (also no standard input to read)."""
     from spamgate.service.mta.plan import (
         header_line_end,
         header_lines,
@@ -164,11 +183,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     try:
         classify = _prepare(args)
+        raw = _read_message()
     except ConfigurationError as exc:
         return _configuration_error(exc)
-    raw = sys.stdin.buffer.read()
+    if not raw:
+        print(f"spamgate check: no message on standard input (0 bytes); exit {EX_DATAERR}", file=sys.stderr)
+        return EX_DATAERR
     try:
-        resp = classify(raw)
+        # Only the first --max-bytes are scanned, as by the milter: a message above the server's limit
+        # (27.3 MB against 25 MiB) was refused, RESOURCE_EXHAUSTED, and exit 75 had the MTA retry it
+        # until the queue lifetime ended (attack review F8). The verdict applies to the whole message.
+        resp = classify(raw[: args.max_bytes])
     except ConfigurationError as exc:  # one that shows only on the first call is no outage either
         return _configuration_error(exc)
     except Exception as exc:  # the filter failed on this message: the fail mode decides
@@ -186,6 +211,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(rewrite_message(raw, p))
     sys.stdout.buffer.flush()
     return EXIT_CODES[p.action]
+
+
+def _read_message() -> bytes:
+    """Standard input's bytes; ``ConfigProblem`` if there is none to read: ``spamgate check <&-`` left
+    ``sys.stdin`` None and raised AttributeError, a traceback and exit 1, which reads as TAG (F8)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise ConfigProblem("cannot read the message from standard input: it is closed")
+    try:
+        data: bytes = stream.read()
+    except (OSError, ValueError) as exc:  # a folder (IsADirectoryError), a descriptor closed under us
+        raise ConfigProblem(f"cannot read the message from standard input: {exc}") from exc
+    return data
 
 
 def _configuration_error(exc: ConfigurationError) -> int:
@@ -214,6 +252,8 @@ def _prepare(args: argparse.Namespace) -> Callable[[bytes], Any]:
 
     if not args.timeout > 0:
         raise ConfigProblem(f"--timeout must be > 0, got {args.timeout}")
+    if args.max_bytes < MIN_SCAN_BYTES:
+        raise ConfigProblem(f"--max-bytes must be >= {MIN_SCAN_BYTES}, got {args.max_bytes}")
     env = envelope(args.client_ip, "", args.mail_from, args.rcpt)
     if args.server:
         check_server_address(args.server)

@@ -225,3 +225,82 @@ def test_the_public_view_of_errors_quotes_no_entry(tmp_path: Path) -> None:
     assert redact.public_policy_info(pb.PolicyInfo(errors=["a reload is already running"])).errors == [
         "a reload is already running"
     ]
+
+
+# --- F4: what a policy puts into mail and SMTP replies holds no line break or other control --------------
+
+INJECTION = "[SPAM]\r\nBcc: victim@example.com\r\nX-Injected: "
+CONTROL = "must not hold control characters"
+ONE_ADDRESS = "must be one mail address"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("subject_tag", INJECTION, CONTROL),
+        ("subject_tag", "[SPAM]\n", CONTROL),
+        ("subject_tag", "[SPAM]\x00", CONTROL),
+        ("subject_tag", "[SPAM]\t", CONTROL),
+        ("subject_tag", "[SPAM]\x7f", CONTROL),
+        ("subject_tag", "[SPAM]\x85", CONTROL),
+        ("subject_tag", "[SPAM]\u2028", CONTROL),
+        ("subject_tag", "[SPAM]\u2029", CONTROL),
+        ("reroute_to", "q@x\r\nBcc: victim@example.com", CONTROL),
+        ("reroute_to", "q@x\u2028", CONTROL),
+        ("reroute_to", "q @x", ONE_ADDRESS),
+        ("reroute_to", "<q@x>", ONE_ADDRESS),
+        ("reroute_to", "q@x,r@y", ONE_ADDRESS),
+        ("reroute_to", "q@x r@y", ONE_ADDRESS),
+        ("reroute_to", "q@@x", ONE_ADDRESS),
+        ("reroute_to", "q@x@y", ONE_ADDRESS),
+        ("reroute_to", "@x", ONE_ADDRESS),
+        ("reroute_to", "q@", ONE_ADDRESS),
+        ("reroute_to", "quarantine", ONE_ADDRESS),
+        ("reroute_to", "q" * 250 + "@x.example", ONE_ADDRESS),
+        ("reject_text", "5.7.1 Rejected\r\n250 2.0.0 Ok", CONTROL),
+        ("reject_text", "5.7.1 Rejected\n", CONTROL),
+        ("reject_text", "4.7.1 Try again later", "must start with a 5.x.x status code"),
+        ("reject_text", " 2.0.0 Ok", "must start with a 5.x.x status code"),
+        ("reject_text", "4.7.1", "must start with a 5.x.x status code"),
+        ("reject_text", "5.7.1 " + "x" * 500, "must be at most 500 characters"),
+    ],
+)
+def test_action_texts_are_refused_when_they_could_break_a_header_or_reply(
+    tmp_path: Path, key: str, value: str, why: str
+) -> None:
+    for table, where in (("[actions]", "actions"), (DOMAIN + "[domain.actions]", "domain[0].actions")):
+        path = tmp_path / "policy.toml"
+        path.write_text(f"{table}\n{key} = {_toml_string(value)}\n")
+        with pytest.raises(PolicyError) as exc:
+            parse_policy(path)
+        (error,) = exc.value.errors
+        assert f": {where}.{key}: {why}" in error, error
+        assert "\n" not in error and "\r" not in error and "\u2028" not in error
+
+
+DOMAIN = '[[domain]]\nname = "d"\nrecipient_domains = ["example.org"]\n'
+
+
+def _toml_string(value: str) -> str:
+    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in value) + '"'
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("subject_tag", "[SPAM] "),
+        ("subject_tag", "***SPAM*** "),
+        ("subject_tag", "[Pourriel] ¿spam? "),
+        ("subject_tag", ""),
+        ("reroute_to", "quarantine@localhost"),
+        ("reroute_to", "spam+q.box@mail.example.net"),
+        ("reject_text", "5.7.1 Message rejected as spam"),
+        ("reject_text", " 5.7.26 Rejected: 100% spam"),
+        ("reject_text", "Message rejected as spam"),
+        ("reject_text", "5.7.1"),
+    ],
+)
+def test_ordinary_action_texts_are_kept(tmp_path: Path, key: str, value: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(f"[actions]\n{key} = {_toml_string(value)}\n")
+    assert getattr(parse_policy(path).settings, key) == value

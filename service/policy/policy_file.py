@@ -150,6 +150,45 @@ def _thresholds(raw: Any, where: str, base: dict[Action, Threshold], err: _Error
     return out
 
 
+# What the action texts go into: the Subject header (subject_tag), the envelope (reroute_to), the
+# SMTP reply (reject_text). A line break in one starts a new header or reply line: a subject_tag of
+# "[SPAM]\r\nBcc: victim@example.com\r\nX-Injected: " put a real Bcc header into `spamgate check`
+# output, and reroute_to was checked for an "@" only (attack review). Refused: C0 (tab too), DEL,
+# C1 (U+0085 NEL among them) and U+2028/U+2029, which some readers take for line breaks.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# One address as an MTA takes it on the envelope: no spaces, brackets, commas, quotes or a second
+# "@" (a list or a display name would be one bad address or several recipients), a domain that may
+# lack a dot (quarantine@localhost is the default). RFC 5321 4.5.3.1.3: a path is at most 256
+# octets with its angle brackets.
+_ONE_ADDRESS = re.compile(r"[^\s<>,;:\"()\[\]\\@]+@[^\s<>,;:\"()\[\]\\@]+")
+MAX_ADDRESS_CHARS = 254
+# reject_text follows "550 " in the reply: a leading enhanced status code (RFC 3463; how
+# service.mta.plan reads it) must then be a permanent 5.x.x one. RFC 5321 4.5.3.1.5: a reply line
+# is at most 512 octets with its CRLF, so with "550 " the text fits in 500.
+_STATUS_CODE = re.compile(r"\s*(\d)\.\d{1,3}\.\d{1,3}(?:\s|$)")
+MAX_REJECT_CHARS = 500
+
+
+def _check_texts(values: dict[str, Any], where: str, err: _Errors) -> None:
+    """Refuse (and drop from ``values``) an action text that could break the header or reply it goes in."""
+    for key in ("subject_tag", "reroute_to", "reject_text"):
+        value = values.get(key)
+        if value is None:
+            continue
+        if bad := _CONTROL.search(value):
+            why = f"must not hold control characters (a line break ends the header or reply): {bad[0]!r}"
+        elif key == "reroute_to" and (not _ONE_ADDRESS.fullmatch(value) or len(value) > MAX_ADDRESS_CHARS):
+            why = f"must be one mail address (local@domain, at most {MAX_ADDRESS_CHARS} chars): {value!r}"
+        elif key == "reject_text" and (code := _STATUS_CODE.match(value)) and code[1] != "5":
+            why = f"must start with a 5.x.x status code if any (the reply is 550), got {value!r}"
+        elif key == "reject_text" and len(value) > MAX_REJECT_CHARS:
+            why = f"must be at most {MAX_REJECT_CHARS} characters (an SMTP reply line), got {len(value)}"
+        else:
+            continue
+        err.add(f"{where}{key}", why)
+        del values[key]
+
+
 def _settings(raw: dict[str, Any], where: str, inherit: Settings | None, err: _Errors) -> Settings:
     sens = raw.get("sensitivity")
     if sens is not None and (not isinstance(sens, str) or sens not in PRESETS):  # [1]: unhashable
@@ -176,8 +215,7 @@ def _settings(raw: dict[str, Any], where: str, inherit: Settings | None, err: _E
             err.add(f"{where}actions.{key}", f"must be {want.__name__}, got {value!r}")
             continue
         values[key] = value
-    if "reroute_to" in values and "@" not in values["reroute_to"]:
-        err.add(f"{where}actions.reroute_to", f"must be a mail address, got {values['reroute_to']!r}")
+    _check_texts(values, f"{where}actions.", err)
     if values.get("max_reasons", 0) < 0:
         err.add(f"{where}actions.max_reasons", "must be >= 0")
     headers = parent.headers

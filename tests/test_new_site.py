@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spamgate.model.artifact import load_artifact
+from spamgate.model.artifact import Artifact, load_artifact
 from spamgate.model.features import FeatureConfig
 from spamgate.service.policy.settings import Policy
 from spamgate.training.fit import TrainConfig
@@ -60,7 +60,10 @@ def test_extrapolated_point_takes_the_fpr_upper_bound_not_the_quantile() -> None
     assert {s["threshold_rule"] for s in five["sites"].values()} == {"quantile"}
 
 
-def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def two_site_model(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """The recipe trained on two generated sites with new-site points (one fit for the tests below)."""
+    tmp_path = tmp_path_factory.mktemp("two_sites")
     one = write_corpus(tmp_path / "site1", n=120, seed=5)
     two = write_corpus(tmp_path / "site2", n=120, seed=9)
     out = train(
@@ -73,7 +76,11 @@ def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) 
         progress=False,
         new_site=True,
     )
-    art = load_artifact(out)
+    return load_artifact(out)
+
+
+def test_training_records_new_site_points_and_policies_use_them(two_site_model: Artifact) -> None:
+    art = two_site_model
     assert art.site_reports == 0
     assert {p.name for p in art.new_site_operating_points} == {p.name for p in art.operating_points}
     assert set(art.manifest["new_site_validation"]["sites"]) == {"site1", "site2"}
@@ -90,22 +97,12 @@ def test_training_records_new_site_points_and_policies_use_them(tmp_path: Path) 
     assert tag[1] == new_tag
 
 
-def test_training_records_text_only_points_and_text_without_headers_uses_them(tmp_path: Path) -> None:
+def test_training_records_text_only_points_and_text_without_headers_uses_them(
+    two_site_model: Artifact,
+) -> None:
     """The same left-out fits score each site's mail as text alone (training.text_only); input with no
     header block resolves its thresholds against those points, mail with headers against the others."""
-    one = write_corpus(tmp_path / "site1", n=120, seed=5)
-    two = write_corpus(tmp_path / "site2", n=120, seed=9)
-    out = train(
-        [CorpusSpec(str(one), "dir"), CorpusSpec(str(two), "dir")],
-        tmp_path / "model",
-        FeatureConfig(n_bits=14),
-        TrainConfig(cv_folds=3, loss="sgd_log"),
-        exact=True,
-        n_jobs=1,
-        progress=False,
-        new_site=True,
-    )
-    art = load_artifact(out)
+    art = two_site_model
     text = art.info.new_site_text_only_points
     assert {p.name for p in text} == {p.name for p in art.new_site_operating_points}
     assert set(art.manifest["new_site_validation"]["text_only_sites"]) == {"site1", "site2"}

@@ -304,3 +304,53 @@ def test_ordinary_action_texts_are_kept(tmp_path: Path, key: str, value: str) ->
     path = tmp_path / "policy.toml"
     path.write_text(f"[actions]\n{key} = {_toml_string(value)}\n")
     assert getattr(parse_policy(path).settings, key) == value
+
+
+# --- Thresholds out of order: a less severe action that can never apply is a configuration error ------
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "[thresholds]\ntag = 0.99\ndelete = 0.5\n",
+            "policy.toml:2: thresholds.tag: TAG (p >= 0.99) never applies: DELETE (p >= 0.5) is reached",
+        ),
+        (
+            "[thresholds]\ntag_at_fpr = 0.0001\n",  # the preset's REROUTE at 0.1%, REJECT at 0.01%
+            "policy.toml:2: thresholds.tag_at_fpr: TAG (at FPR 0.01%) never applies: REROUTE (at FPR 0.1%)",
+        ),
+        (
+            "[thresholds]\ntag = 0.5\n" + DOMAIN + "[domain.thresholds]\ntag = 0.9\nreroute = 0.8\n",
+            "policy.toml:7: domain[0].thresholds.tag: TAG (p >= 0.9) never applies: REROUTE (p >= 0.8)",
+        ),
+        (
+            DOMAIN + "sensitivity = 'balanced'\n[domain.thresholds]\nreject_at_fpr = 0.01\n",
+            "policy.toml:6: domain[0].thresholds.reject_at_fpr: REROUTE (at FPR 0.1%) never applies: REJECT",
+        ),
+    ],
+)
+def test_thresholds_out_of_order_are_refused(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(path)
+    assert len(exc.value.errors) == 1 and exc.value.errors[0].startswith(f"{tmp_path}/{error}"), exc.value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[thresholds]\ntag = 0.5\nreroute = 0.9\nreject = 'off'\ndelete = 0.99\n",
+        "[thresholds]\ntag = 0.999\n",  # against the preset's FPR targets: only a model can tell
+        "sensitivity = 'aggressive'\n" + DOMAIN + "sensitivity = 'lenient'\n",
+        "[thresholds]\ntag = 'off'\nreroute = 0.5\n",
+        "[thresholds]\ntag = 1e-9\nreroute = 1e-9\nreject = 1e-9\n",  # equal: "reject everything"
+        # a [[domain]] overriding one threshold it inherits says what it wants: reroute from 0.8
+        "[thresholds]\ntag = 0.9\n" + DOMAIN + "[domain.thresholds]\nreroute = 0.8\n",
+    ],
+)
+def test_thresholds_in_order_are_kept(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    parse_policy(path)

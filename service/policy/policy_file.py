@@ -189,6 +189,43 @@ def _check_texts(values: dict[str, Any], where: str, err: _Errors) -> None:
         del values[key]
 
 
+def _check_order(
+    thresholds: dict[Action, Threshold], raw: Any, where: str, inherited: bool, err: _Errors
+) -> None:
+    """Refuse a less severe action whose threshold is above a more severe one's: it never applies.
+
+    The most severe action whose threshold a message reaches wins, so ``tag = 0.99`` with
+    ``delete = 0.5`` never tags: everything from 0.5 up is deleted. That is a configuration error,
+    not a warning: a warning nobody reads leaves a policy that silently does not do what it says,
+    while a refusal costs nothing in service, since a refused reload keeps the policy in force and
+    ``serve`` exits 78 before it listens (a configuration error is never treated as an outage).
+    Only two thresholds of one kind compare here: a probability against a target FPR needs a
+    model's operating points (``spamgate policy check`` prints what they resolve to). A pair is
+    refused when the section writes one of them and the other is its own too (written, or its
+    preset's); a ``[[domain]]`` that overrides one threshold it ``inherited`` from the global section
+    says what it wants there (``reroute = 0.8`` under a global ``tag = 0.9``: reroute from 0.8).
+    """
+    written = raw if isinstance(raw, dict) else {}
+    severe_first = sorted(THRESHOLD_ACTIONS, reverse=True)
+    for i, high in enumerate(severe_first):
+        for low in severe_first[i + 1 :]:
+            th, tl = thresholds.get(high, OFF), thresholds.get(low, OFF)
+            if th.kind != tl.kind or th.kind == "off":
+                continue
+            if tl.value <= th.value if th.kind == "probability" else tl.value >= th.value:
+                continue  # equal: the same point, harmless ("reject everything": all at 1e-9)
+            names = [a.name.lower() for a in (low, high)]
+            keys = [k for name in names for k in (name, f"{name}_at_fpr") if k in written]
+            if not keys or (inherited and len(keys) < 2):  # presets are in order; see above
+                continue
+            err.add(
+                f"{where}thresholds.{keys[0]}",
+                f"{low.name} ({tl.describe()}) never applies: {high.name} ({th.describe()}) is reached "
+                f'first (the most severe action reached wins): order them, or set {names[0]} = "off"',
+            )
+            return  # one such error a section: fixing it may settle the others
+
+
 def _settings(raw: dict[str, Any], where: str, inherit: Settings | None, err: _Errors) -> Settings:
     sens = raw.get("sensitivity")
     if sens is not None and (not isinstance(sens, str) or sens not in PRESETS):  # [1]: unhashable
@@ -200,6 +237,7 @@ def _settings(raw: dict[str, Any], where: str, inherit: Settings | None, err: _E
         else (dict(inherit.thresholds) if inherit else dict(PRESETS[DEFAULT_SENSITIVITY]))
     )
     thresholds = _thresholds(raw.get("thresholds"), f"{where}thresholds", base, err)
+    _check_order(thresholds, raw.get("thresholds"), where, inherit is not None and not sens, err)
     values: dict[str, Any] = {}
     parent = inherit or Settings(thresholds={})
     actions = raw.get("actions", {})

@@ -29,7 +29,6 @@ import html
 import random
 import re
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -54,12 +53,10 @@ from spamgate.model.parse import (
 )
 from spamgate.model.scoring import Scorer
 from spamgate.model.urls import _MAYBE_IP, is_ip_literal
+from tests.growth import assert_linear, seconds
 
 K = 1024
 BUDGET_S = 2.0
-MAX_GROWTH = 3.0
-# Below this a time is timer and scheduler noise, not growth: ratios use it as the smallest time.
-NOISE_S = 0.005
 
 HEAD = (
     b"From: Alice <alice@example.org>\n"
@@ -216,31 +213,10 @@ def wide(scorer: Scorer) -> FeatureExtractor:
     return FeatureExtractor(replace(scorer.extractor.config, limits=WIDE))
 
 
-def _seconds(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def assert_linear(run: Callable[[int], object], n: int, rounds: int = 3) -> None:
-    """time(2n) / time(n) <= MAX_GROWTH: the minimum of interleaved runs, tried twice (load spikes)."""
-    for _attempt in range(2):
-        small, large = [], []
-        for _ in range(rounds):
-            small.append(_seconds(lambda: run(n)))
-            large.append(_seconds(lambda: run(2 * n)))
-        ratio = min(large) / max(min(small), NOISE_S)
-        if ratio <= MAX_GROWTH:
-            return
-    pytest.fail(
-        f"time({2 * n}) / time({n}) = {min(large):.4f} / {min(small):.4f} s = {ratio:.1f} > {MAX_GROWTH}"
-    )
-
-
 @pytest.mark.parametrize(("name", "make", "size"), CASES, ids=[c[0] for c in CASES])
 def test_scores_within_budget(scorer: Scorer, name: str, make: Callable[[int], bytes], size: int) -> None:
     raw = make(size)
-    took = min(_seconds(lambda: scorer.score(raw)) for _ in range(2))
+    took = min(seconds(lambda: scorer.score(raw)) for _ in range(2))
     assert took < BUDGET_S, f"{name}: {len(raw)} bytes scored in {took:.2f} s"
     assert not [c for c in parse_message(raw).cut if c.startswith("parse_error:")]
 

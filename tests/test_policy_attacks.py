@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from spamgate.service.policy import policy_file
 from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
 from spamgate.service.policy.settings import PolicyError
 from spamgate.service.runtime.toml_lines import KeyLines
+from tests.growth import assert_linear
 from tests.mail import make
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,29 +28,6 @@ CLI = [sys.executable, "-m", "spamgate.service.cli"]
 # Growth checks in the style of tests/test_pathological.py: time(2n) / time(n), the minimum of
 # interleaved repeats, against a generous bound; the quadratic scan they guard took 2.7 s for a
 # 2,000-line array and grew 4x a doubling.
-MAX_GROWTH = 3.0
-NOISE_S = 0.005
-
-
-def _seconds(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def assert_linear(run: Callable[[int], object], n: int, rounds: int = 3) -> None:
-    """time(2n) / time(n) <= MAX_GROWTH: the minimum of interleaved runs, tried twice (load spikes)."""
-    for _attempt in range(2):
-        small, large = [], []
-        for _ in range(rounds):
-            small.append(_seconds(lambda: run(n)))
-            large.append(_seconds(lambda: run(2 * n)))
-        ratio = min(large) / max(min(small), NOISE_S)
-        if ratio <= MAX_GROWTH:
-            return
-    pytest.fail(
-        f"time({2 * n}) / time({n}) = {min(large):.4f} / {min(small):.4f} s = {ratio:.1f} > {MAX_GROWTH}"
-    )
 
 
 def _senders(n: int) -> str:

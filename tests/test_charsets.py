@@ -123,3 +123,9 @@ def test_only_the_exact_name_utf_8_is_read_strictly() -> None:
     assert decode_bytes(b"caf\xc3", "utf-8") == "caf\xc3"
     assert decode_bytes(b"caf\xc3", "utf8") == "caf\ufffd"
     assert decode_bytes("café".encode(), "utf8") == decode_bytes("café".encode(), "utf-8") == "café"
+
+
+def test_a_known_name_spelled_past_the_length_bound_is_refused() -> None:
+    """The bound is on the name as sent: "utf" + 40 dashes + "8" normalises to utf_8 but is refused."""
+    assert codec_name("utf-" + "-" * (MAX_NAME - 5) + "8") == "utf_8"
+    assert codec_name("utf-" + "-" * MAX_NAME + "8") is None

@@ -129,3 +129,21 @@ def test_a_known_name_spelled_past_the_length_bound_is_refused() -> None:
     """The bound is on the name as sent: "utf" + 40 dashes + "8" normalises to utf_8 but is refused."""
     assert codec_name("utf-" + "-" * (MAX_NAME - 5) + "8") == "utf_8"
     assert codec_name("utf-" + "-" * MAX_NAME + "8") is None
+
+
+@pytest.mark.parametrize(
+    ("charset", "codec", "text"),
+    [
+        ("windows-874", "cp874", "เรียนคุณสมชาย ประชุมวันพฤหัสบดีเวลาสิบโมง"),
+        ("iso-8859-8-i", "iso8859_8", "שלום רב, הפגישה נדחתה ליום חמישי"),
+        ("ks_c_5601-1987", "cp949", "안녕하세요, 회의는 목요일로 옮겼습니다. 똠방각하"),
+        ("x-mac-cyrillic", "mac_cyrillic", "Добрый день, встреча перенесена"),
+    ],
+)
+def test_mail_charset_names_python_lacks_are_decoded(charset: str, codec: str, text: str) -> None:
+    """Thai, Hebrew and Korean mail from common clients declares these; they read as Latin-1 mojibake."""
+    assert codec_name(charset) == codec
+    raw = make({"Content-Type": f"text/plain; charset={charset}"}, body="").replace(
+        b"\r\n\r\n", b"\r\n\r\n" + text.encode(codec), 1
+    )
+    assert parse_message(raw).text.startswith(text)

@@ -5,10 +5,11 @@ exactly as on a fresh install (bundled model, built-in "balanced" policy) and mu
 
 Known failure, kept visible rather than tuned away: ham/es/01-business.eml, p = 0.975 against the
 new-site TAG point 0.971 (models 20261130-164652-7e51f681, 20261130-215356-7e51f681,
-20261130-230845-7e51f681, 20261201-031853-7e51f681 and 20261201-035724-7e51f681, the same
-weights). The model has almost no evidence about it either way (margin 0.63, of which 0.53 is the
-intercept: `python bench/multilingual.py`), so its probability is
-the training corpora's prior, which sits just below the TAG point. Pulling such mail towards p = 0.5
+20261130-230845-7e51f681, 20261201-031853-7e51f681, 20261201-035724-7e51f681 and
+20261201-044003-7e51f681, the same or nearly the same weights). The model has almost no
+evidence about it either way (margin 0.63, of which 0.53 is the intercept: `python
+bench/multilingual.py`), so its probability is the training corpora's prior, which sits just below
+the TAG point. Pulling such mail towards p = 0.5
 by its unseen-token share delivered it but caught 6 of the 24 hand-written spam instead of 19
 (scratch run), so it is not done; the site's reports are the remedy. The marker is strict: when the
 message is delivered, the test says so and the marker must go.

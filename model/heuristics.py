@@ -39,14 +39,14 @@ def _rule(
     name: str, description: str, header_presence: bool = False
 ) -> Callable[[Callable[[MessageView], float]], Callable[[MessageView], float]]:
     """Register a rule; a ``header_presence`` rule (a header is missing) is silent on text with no
-    header block at all (``_has_header_block``, below)."""
+    header block at all (``MessageView.has_header_block``; the note above the six rules, below)."""
 
     def register(fn: Callable[[MessageView], float]) -> Callable[[MessageView], float]:
         rule = fn
         if header_presence:
 
             def rule(v: MessageView) -> float:
-                return fn(v) if _has_header_block(v) else 0.0
+                return fn(v) if v.has_header_block else 0.0
 
         HEURISTICS.append(Heuristic(name, description, rule))
         return rule
@@ -172,8 +172,8 @@ def _scaled(count: float, full: float) -> float:
 
 # The six header-presence rules below (MISSING_MESSAGE_ID, MISSING_DATE, FROM_MISSING, SUBJECT_MISSING,
 # TO_MISSING, RCVD_NO_HOPS) fire only when the message has a header block at all, if only an empty one
-# (sg-features-10, issue 14; _has_header_block). Text handed over with no header field is not mail that
-# omitted its headers; it is mail given as text (issue 14's Turkish day-0 set was "body text only"), and
+# (sg-features-10, issue 14; MessageView.has_header_block). Text handed over with no header field is not mail
+# that omitted its headers; it is mail given as text (issue 14's Turkish day-0 set was "body text only"), and
 # none of the training corpora holds such a message (every Enron-Spam and Ling-Spam message starts with a
 # Subject line). Fired anyway they added all six rules' spam weight to every such message: the hand-written
 # multilingual ham given as body text only (`python bench/multilingual.py --form body`) were tagged or
@@ -181,16 +181,9 @@ def _scaled(count: float, full: float) -> float:
 # weights, since no training row changes (scratch run, then `python bench/multilingual.py --form body` with
 # the rebuilt model). Weighted 0.3, as a day-0 recipe tried in bench/day0_variants.py weighs heuristics, the
 # rules cost 56 of 80 and silent 6.
-def _has_header_block(v: MessageView) -> bool:
-    """``MessageView.has_header_block``: a header field, or a blank first line (an empty header block).
-
-    Mail whose sender omitted every header still arrives with the blank line that ends the header
-    block, and there the presence rules must speak: a review found that headerless spam sent straight
-    to the API scored ~0.38 logit lower without them.
-    """
-    return v.has_header_block
-
-
+# Mail whose sender omitted every header still arrives with the blank line that ends the header block,
+# and there the presence rules must speak: a review found that headerless spam sent straight to the API
+# scored ~0.38 logit lower without them.
 @_rule("MISSING_MESSAGE_ID", "No Message-ID header (every real MUA and MTA adds one)", header_presence=True)
 def _missing_mid(v: MessageView) -> float:
     return float(v.message_id is None)

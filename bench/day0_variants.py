@@ -38,7 +38,8 @@ family, the token prefix before ':'; header-window and body-window byte 4-grams;
 without Received lines and with sender-written headers only; heuristic values), so a variant may
 drop token families or heuristics, reweight or swap the byte n-gram windows, set C, or weight rows
 per corpus and class. For variants that only change ``FeatureConfig`` fields (base,
-C*, C0.1_gw1_h0.3, ...) the rebuilt rows equal ``FeatureExtractor``'s, checked on a few messages of
+C*, C0.1_gw1_h0.3, and the ``hn``/``ct`` families ``TokenConfig`` can leave out: no_hn_ct, nhc_*)
+the rebuilt rows equal ``FeatureExtractor``'s, checked on a few messages of
 every corpus at every run (``check_rows``) and in tests/test_bench_day0_variants.py.
 
 The parts are cached under DATA/.spamgate-cache/day0_variants/ (never in the repository), keyed
@@ -113,6 +114,10 @@ _HEADER_NAME = re.compile(rb"^([!-9;-~]+):")
 # --- variants ----------------------------------------------------------------------------------
 
 
+# Token families a served FeatureConfig can leave out (TokenConfig.header_names, .content_types).
+_SERVED_FAMILIES = ("hn", "ct")
+
+
 @dataclass(frozen=True)
 class Settings:
     """One variant as offsets from the baseline (defaults here = ``BASE_FEATURES``/``BASE_TRAINING``).
@@ -155,9 +160,20 @@ class Settings:
         self.train_config()
 
     def feature_config(self) -> FeatureConfig:
-        """The ``FeatureConfig`` this variant's rows equal, when it only changes its fields."""
+        """The ``FeatureConfig`` this variant's rows equal, when it only changes its fields.
+
+        The two token families ``TokenConfig`` can switch off (``hn``, ``ct``) map onto it.
+        """
+        tokens = replace(
+            BASE_FEATURES.tokens,
+            header_names="hn" not in self.drop_families,
+            content_types="ct" not in self.drop_families,
+        )
         return replace(
-            BASE_FEATURES, byte_ngram_weight=self.gram_weight, heuristic_scale=self.heuristic_scale
+            BASE_FEATURES,
+            byte_ngram_weight=self.gram_weight,
+            heuristic_scale=self.heuristic_scale,
+            tokens=tokens,
         )
 
     def train_config(self) -> TrainConfig:
@@ -167,7 +183,7 @@ class Settings:
     def served_rows(self) -> bool:
         """Whether the rows are exactly ``FeatureExtractor(self.feature_config())``'s."""
         return (
-            not self.drop_families
+            set(self.drop_families) <= set(_SERVED_FAMILIES)
             and not self.drop_heuristics
             and self.header_window == "all"
             and self.header_mult == 1.0
@@ -254,6 +270,42 @@ VARIANTS: dict[str, tuple[str, Settings]] = {
     "nhc_C0.3_gw1_h0.3": (
         "no hn:/ct: tokens, C 0.3, n-gram block 1.0, heuristics 0.3",
         Settings(C=0.3, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.3),
+    ),
+    "nhc_C1_h0.3": (
+        "no hn:/ct: tokens, C 1, heuristics 0.3",
+        Settings(C=1.0, drop_families=_NHC, heuristic_scale=0.3),
+    ),
+    "nhc_C0.3_h0.5": (
+        "no hn:/ct: tokens, C 0.3, heuristics 0.5",
+        Settings(C=0.3, drop_families=_NHC, heuristic_scale=0.5),
+    ),
+    "nhc_C0.3_h1": (
+        "no hn:/ct: tokens, C 0.3, heuristics 1.0",
+        Settings(C=0.3, drop_families=_NHC, heuristic_scale=1.0),
+    ),
+    "nhc_C0.3_h0.3_sd": (
+        "no hn:/ct: tokens, C 0.3, heuristics 0.3, header window of sender-written headers only",
+        Settings(C=0.3, drop_families=_NHC, heuristic_scale=0.3, header_window="sender"),
+    ),
+    "nhc_C0.3_h0.3_nr": (
+        "no hn:/ct: tokens, C 0.3, heuristics 0.3, header window without Received lines",
+        Settings(C=0.3, drop_families=_NHC, heuristic_scale=0.3, header_window="no_received"),
+    ),
+    "nhc_C0.3_gw1_h0.5": (
+        "no hn:/ct: tokens, C 0.3, n-gram block 1.0, heuristics 0.5",
+        Settings(C=0.3, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.5),
+    ),
+    "nhc_C0.3_gw0.5_h0.3": (
+        "no hn:/ct: tokens, C 0.3, n-gram block 0.5, heuristics 0.3",
+        Settings(C=0.3, drop_families=_NHC, gram_weight=0.5, heuristic_scale=0.3),
+    ),
+    "nhc_C0.3_gw0.5_h0.5": (
+        "no hn:/ct: tokens, C 0.3, n-gram block 0.5, heuristics 0.5",
+        Settings(C=0.3, drop_families=_NHC, gram_weight=0.5, heuristic_scale=0.5),
+    ),
+    "nhc_C1_gw1_h0.3": (
+        "no hn:/ct: tokens, C 1, n-gram block 1.0, heuristics 0.3",
+        Settings(C=1.0, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.3),
     ),
     "C0.1_gw1_h0.3": (
         "C 0.1, n-gram block 1.0, heuristics 0.3 (FeatureConfig/TrainConfig fields only)",

@@ -140,6 +140,12 @@ class Manifest:
     training_messages: int
     corpora: tuple[str, ...]  # "name (ham/spam)"
     train_config: Mapping[str, Any]
+    # The recipe ``spamgate retrain`` fits at a site when this model is the one it starts from
+    # (``site_recipe`` in the manifest: ``features``, ``train_config``); None: the model's own. The
+    # bundled model's recipe is chosen for sites it never saw, and costs ranking within a site
+    # (training.default_model), so it names the recipe a site's own retrain should use instead.
+    site_recipe_features: Mapping[str, Any] | None
+    site_recipe_train_config: Mapping[str, Any] | None
     validation_one_minus_roca_pct: float
     validation_roc_auc: float
     raw: Mapping[str, Any] = field(repr=False, compare=False)
@@ -160,6 +166,13 @@ class Manifest:
         if not isinstance(train_config, Mapping):
             raise ManifestError(f"training.train_config: expected an object, got {train_config!r}")
         validation = _section(raw, "validation")
+        site_features: Mapping[str, Any] | None = None
+        site_train: Mapping[str, Any] | None = None
+        if "site_recipe" in raw:
+            recipe = _section(raw, "site_recipe")
+            site_features, site_train = recipe.get("features"), recipe.get("train_config")
+            if not isinstance(site_features, Mapping) or not isinstance(site_train, Mapping):
+                raise ManifestError("site_recipe: expected objects features and train_config")
         return cls(
             version=version,
             created=str(raw.get("created", "")),
@@ -178,6 +191,8 @@ class Manifest:
             training_messages=messages,
             corpora=_corpora(training.get("corpora", [])),
             train_config=dict(train_config),
+            site_recipe_features=None if site_features is None else dict(site_features),
+            site_recipe_train_config=None if site_train is None else dict(site_train),
             validation_one_minus_roca_pct=_number(validation, "one_minus_roca_pct", "validation"),
             validation_roc_auc=_number(validation, "roc_auc", "validation"),
             raw=raw,

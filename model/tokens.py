@@ -51,6 +51,8 @@ class TokenConfig:
     cjk_ngram: character n-gram length for no-space scripts.
     max_word_len: longer "words" (base64 junk, hashes) become a shape token.
     max_body_words: body words considered; bounds work per message.
+    header_names: count each header field's name (``hn:``).
+    content_types: count each MIME part's content type (``ct:``).
     """
 
     lowercase: bool = True
@@ -59,6 +61,14 @@ class TokenConfig:
     cjk_ngram: int = 2
     max_word_len: int = 30
     max_body_words: int = 3000
+    # Both on for a model trained at its own site, off for the bundled (day-0) model. Which header
+    # fields and MIME types a message carries is which MUA, list server and gateway the training
+    # sites ran: learned there, it is wrong at the next site. Left out, the bundled recipe ranked a
+    # left-out site's mail better (1-ROCA% fitted without it: trec07p 2.97 -> 2.55, Enron-Spam 15.7
+    # -> 15.0) while S1 and S2 trained on their own mail did not move (0.0087 / 0.0277 -> 0.0086 /
+    # 0.0268): bench/day0_variants.py, variants base and no_hn_ct (BENCHMARKS.md, "Recipe variants").
+    header_names: bool = True
+    content_types: bool = True
 
     def __post_init__(self) -> None:
         if not (0 <= self.char_ngram <= 8):
@@ -180,10 +190,12 @@ def header_tokens(view: MessageView, cfg: TokenConfig, out: TokenCounts) -> None
             out["mid:" + mdom.lower()[:60]] += 1
         out["mids:" + re.sub(r"[a-z]", "a", _DIGITS.sub("9", view.message_id.lower()))[:40]] += 1
     # Header names: bulk tools and MUAs each leave their own set of X- headers.
-    for name, _ in view.headers[:100]:
-        out["hn:" + name.lower()[:40]] += 1
-    for ctype in view.content_types[:20]:
-        out["ct:" + ctype] += 1
+    if cfg.header_names:
+        for name, _ in view.headers[:100]:
+            out["hn:" + name.lower()[:40]] += 1
+    if cfg.content_types:
+        for ctype in view.content_types[:20]:
+            out["ct:" + ctype] += 1
     for cs in view.charsets[:5]:
         out["cs:" + cs.lower()[:30]] += 1
     # No transfer-encoding tokens since sg-features-8 (issue 14): a text part's encoding is mostly

@@ -164,6 +164,8 @@ GOOD_POINT = {"name": "fpr_1%", "target_fpr": 0.01, "threshold": 0.9, "fpr": 0.0
             {"new_site_text_only_operating_points": [{**GOOD_POINT, "fpr": -1}]},
             "new_site_text_only_operating_points[0].fpr",
         ),
+        ({"site_recipe": {"features": {}}}, "site_recipe"),
+        ({"site_recipe": {"features": [], "train_config": {}}}, "site_recipe"),
         ({"site_reports": "3"}, "site_reports"),
         ({"site_reports": -1}, "site_reports"),
         ({"training": {"messages": 10, "corpora": [{"ham": 1}]}}, "training.corpora[0]"),
@@ -187,6 +189,36 @@ def test_the_manifest_is_read_typed(tmp_path: Path) -> None:
     (point,) = art.operating_points
     assert point.threshold == 0.9 and point.catch == 0.98 and point.extrapolated is False
     assert art.site_reports == 12 and art.info.version == "v1" and not art.at_new_site
+
+
+def test_a_retrain_uses_the_site_recipe_the_model_names(tmp_path: Path) -> None:
+    """The bundled model's recipe is chosen for sites it never saw; a site's own retrain starting
+    from it fits the recipe its manifest names instead (training.train.retrain_recipe)."""
+    from spamgate.model.tokens import TokenConfig
+    from spamgate.training.fit import TrainConfig
+    from spamgate.training.train import retrain_recipe
+
+    path = _write(tmp_path)
+    assert retrain_recipe(load_artifact(path)) == (CFG, TrainConfig())
+    assert retrain_recipe(None) == (FeatureConfig(), TrainConfig())
+    site = FeatureConfig(n_bits=14, tokens=TokenConfig(header_names=False))
+    _tamper_manifest(path, {"site_recipe": {"features": site.to_dict(), "train_config": {"C": 3.0}}})
+    assert retrain_recipe(load_artifact(path)) == (site, TrainConfig(C=3.0))
+    # a recipe this version cannot build is a clear error, not a fit with other settings
+    _tamper_manifest(path, {"site_recipe": {"features": {"n_bits": 99}, "train_config": {}}})
+    with pytest.raises(ArtifactError, match=r"site_recipe cannot be used.*n_bits"):
+        retrain_recipe(load_artifact(path))
+    _tamper_manifest(path, {"site_recipe": {"features": {}, "train_config": {"bogus": 1}}})
+    with pytest.raises(ArtifactError, match="site_recipe cannot be used"):
+        retrain_recipe(load_artifact(path))
+
+
+def test_the_bundled_model_names_the_site_recipe() -> None:
+    """make default-model records the within-site recipe for retrains (training.default_model)."""
+    from spamgate.training.default_model import SITE_FEATURES, SITE_TRAINING
+    from spamgate.training.train import retrain_recipe
+
+    assert retrain_recipe(load_artifact(bundled_model_path())) == (SITE_FEATURES, SITE_TRAINING)
 
 
 def test_a_trainer_cannot_write_an_invalid_manifest(tmp_path: Path) -> None:

@@ -131,6 +131,25 @@ def test_batch_rows_equal_single_rows() -> None:
     assert np.allclose(batch, single)
 
 
+def test_header_name_and_content_type_tokens_can_be_left_out() -> None:
+    """The bundled (day-0) recipe leaves them out (training.default_model); nothing else moves."""
+    view = parse_message(make({"Subject": "Budget review", "X-Mailer": "Mutt"}, body="see you\n"))
+    full = message_tokens(view, TokenConfig())
+    assert "hn:x-mailer" in full and "ct:text/plain" in full
+    for cfg, gone in (
+        (TokenConfig(header_names=False), "hn:"),
+        (TokenConfig(content_types=False), "ct:"),
+    ):
+        some = message_tokens(view, cfg)
+        assert {t for t in full if not t.startswith(gone)} == set(some)
+    day0 = FeatureConfig(tokens=TokenConfig(header_names=False, content_types=False))
+    assert FeatureConfig.from_dict(day0.to_dict()) == day0
+    # an artifact written before the two fields existed reads as both on
+    old = FeatureConfig().to_dict()
+    del old["tokens"]["header_names"], old["tokens"]["content_types"]
+    assert FeatureConfig.from_dict(old) == FeatureConfig()
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="n_bits"):
         FeatureConfig(n_bits=40)

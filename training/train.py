@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from spamgate.model.artifact import write_artifact
+from spamgate.model.artifact import Artifact, ArtifactError, write_artifact
 from spamgate.model.features import FeatureConfig
 from spamgate.model.labelled import LabelledMessage
 from spamgate.model.training_filter import TRAINING_DIGESTS, digest_keys
@@ -146,11 +146,14 @@ def train(
     progress: bool = True,
     command: str | None = None,
     new_site: bool = False,
+    site_recipe: tuple[FeatureConfig, TrainConfig] | None = None,
 ) -> Path:
     """Featurise, fit and write a new artifact; returns its directory.
 
     ``new_site`` (two or more corpora) also runs the recipe leave one corpus
     out and records new-site operating points (``training.new_site``).
+    ``site_recipe``: the features and fitting a retrain at a site should use
+    instead of this model's own (``retrain_recipe``), recorded in the manifest.
     """
     t0 = time.perf_counter()
     data, corpora, sites = load_sites(specs, feature_cfg, n_jobs, progress)
@@ -158,6 +161,11 @@ def train(
     digest = hashlib.sha256("".join(c["content_sha256"] for c in corpora).encode()).hexdigest()
     version = new_version(digest)
     manifest = build_manifest(version, result, train_cfg, corpora, digest, len(data.y), command)
+    if site_recipe is not None:
+        manifest["site_recipe"] = {
+            "features": site_recipe[0].to_dict(),
+            "train_config": site_recipe[1].to_dict(),
+        }
     if new_site:
         if len(sites) < 2:
             raise CorpusError("new-site operating points need two or more training corpora")
@@ -204,3 +212,25 @@ def text_only_site(
 def training_filter_files(digests: list[str]) -> dict[str, bytes]:
     """The artifact file that records which messages a model trained on (``model.training_filter``)."""
     return {TRAINING_DIGESTS: filter_bytes(digest_keys(digests))}
+
+
+def retrain_recipe(active: Artifact | None) -> tuple[FeatureConfig, TrainConfig]:
+    """The features and fitting ``spamgate retrain`` uses, starting from ``active``.
+
+    The model's ``site_recipe`` when its manifest names one (the bundled model's does: its own
+    recipe is chosen for sites it never saw, ``training.default_model``), else the model's own
+    recipe, else the defaults. Raises ``ArtifactError`` when the recorded recipe is not one this
+    version can build (an unknown or invalid field).
+    """
+    if active is None:
+        return FeatureConfig(), TrainConfig()
+    info = active.info
+    if info.site_recipe_features is None or info.site_recipe_train_config is None:
+        return active.features, TrainConfig(**info.train_config)
+    try:
+        return (
+            FeatureConfig.from_dict(dict(info.site_recipe_features)),
+            TrainConfig(**info.site_recipe_train_config),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"model {info.version}: site_recipe cannot be used: {exc}") from exc

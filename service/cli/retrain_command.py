@@ -74,11 +74,9 @@ def add_retrain_arguments(r: argparse.ArgumentParser) -> None:
 def cmd_retrain(args: argparse.Namespace) -> int:
     import shlex
 
-    from spamgate.model.features import FeatureConfig
     from spamgate.model.labelled import LabelledMessage, Report
     from spamgate.service.cli.lifecycle_commands import _registry
     from spamgate.training.corpora import CorpusError, read_corpus
-    from spamgate.training.fit import TrainConfig
     from spamgate.training.reports import read_trusted_reporters
     from spamgate.training.retrain import (
         EXIT_HELD,
@@ -88,6 +86,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         corpus_summary,
         retrain,
     )
+    from spamgate.training.train import retrain_recipe
 
     try:
         gate = GateConfig(
@@ -131,8 +130,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             )
         if not messages and not reports:
             raise CorpusError("nothing to train on: give --corpus and/or --feedback")
-        features = active.features if active else FeatureConfig()
-        train_cfg = TrainConfig(**active.info.train_config) if active else TrainConfig()
+        # The bundled model names the recipe a site's own retrain should use (its own is chosen for
+        # sites it never saw); any other model's recipe carries on (training.train.retrain_recipe).
+        features, train_cfg = retrain_recipe(active)
         args.registry.mkdir(parents=True, exist_ok=True)
         try:
             path, decision = retrain(

@@ -138,8 +138,9 @@ def test_poisoning_replay_is_held(
     # the reports were training mail, never the exam: the gate judged on held-back base mail
     assert decision["reports"]["training"] == 1500 and decision["holdout"]["trusted_reports"] == 0
     assert decision["holdout"]["base"] == 60 and decision["reports"]["contradicting_fraction"] > 0.2
-    # a looser limit lets the same candidate reach the gate (which it then fails on clean base mail)
-    rc = main([*args, "--jobs", "1", "--quiet", "--max-contradicting", "1"])
+    # looser limits let the same candidate reach the gate (which it then fails on clean base mail)
+    loose = ["--max-contradicting", "1", "--max-contradicting-per-reporter", "1500"]
+    rc = main([*args, "--jobs", "1", "--quiet", *loose])
     assert rc == 1, capsys.readouterr().out
     assert ModelRegistry(reg).active() == active
     assert main([*args, "--max-contradicting", "2"]) == 2
@@ -295,6 +296,92 @@ def test_diluted_poisoning_is_held_by_the_reporter(
     assert decision["reports"]["worst_reporter"]["reporter"] == "mallory"
     assert rc == EXIT_HELD, out
     assert "'mallory'" in out and "HELD" in out
+
+
+def test_padding_with_honest_reports_buys_no_room(
+    tmp_path: Path, site: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding F9: one reporter's flipped labels padded with her own honest reports to 16.7%, under the
+    20% share of all reports and of her own, as in the review (300 among 1,500, scaled to 60 among 300:
+    that candidate was promoted too and passed all 30 spam she called ham). Her count holds it."""
+    reg, base, active = site
+    db = tmp_path / "fb.db"
+    store = FeedbackStore(db)
+    for label, raw in generated_corpus(60, seed=54):
+        store.add(raw, "ham" if label == "spam" else "spam", "mallory")
+    for label, raw in generated_corpus(300, seed=55):
+        store.add(raw, label, "mallory")
+    store.close()
+    args = ["retrain", "--registry", str(reg), "--corpus", str(base), "--feedback", str(db), "--jobs", "1"]
+    rc = main([*args, "--quiet"])
+    out = capsys.readouterr().out
+    decision = json.loads(out[: out.rindex("}") + 1])
+    reports = decision["reports"]
+    # the shares pass: only the count holds it
+    assert reports["contradicting_fraction"] < 0.2 and reports["worst_reporter"]["fraction"] < 0.2
+    most = {"reporter": "mallory", "contradicting": 60, "reports": 360}
+    assert reports["most_contradicting_untrusted"] == most
+    assert rc == EXIT_HELD, out
+    assert "untrusted reporter 'mallory'" in decision["why"] and "--max-contradicting-per-reporter" in out
+    assert ModelRegistry(reg).active() == active
+    # the limit is what held it: at her count the same reports go on to the gate
+    rc = main([*args, "--quiet", "--no-activate", "--max-contradicting-per-reporter", "60"])
+    out = capsys.readouterr().out
+    assert rc != EXIT_HELD and "held" not in json.loads(out[: out.rindex("}") + 1]), out
+    # limits are checked before any work, with the others' exit code
+    assert main([*args, "--max-contradicting-per-reporter", "-1"]) == 2
+    assert "max_contradicting_per_reporter" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--max-contradicting-per-reporter", "ten"])
+    assert exc.value.code == 2
+    assert ModelRegistry(reg).active() == active
+
+
+def test_honest_contradictions_and_trusted_volume_are_not_held(
+    tmp_path: Path, site: tuple[Path, Path, str]
+) -> None:
+    """Honest reporters contradict confident verdicts too: a few each, and one heavy reporter at the
+    rate measured at a new site's first retrain (45 of Ling-Spam's 1,438, GateConfig); a trusted
+    reporter's volume is not counted (the share of all reports still is). Honest disagreement here is
+    generated spam reported as ham (mail the site's users want): to the gate, any label the model was
+    sure of the other way."""
+    reg, base, active = site
+
+    def wanted(n: int, seed: int) -> list[LabelledMessage]:
+        return [m for m in _msgs(2 * n, seed=seed, flip=True, start=1e9) if m.label == 0][:n]
+
+    reports: list[Report] = []
+    for u in range(4):
+        reports += [Report(m, f"user{u}", False) for m in _msgs(30, seed=80 + u, start=1e9)]
+        reports += [Report(m, f"user{u}", False) for m in wanted(5, seed=90 + u)]
+    reports += [Report(m, "heavy", False) for m in _msgs(250, seed=96, start=1e9)]
+    reports += [Report(m, "heavy", False) for m in wanted(45, seed=97)]
+    # the admin's oldest reports contradict (the newest 15% are held back for the gate, not trained on)
+    reports += [Report(m, "admin", True) for m in _msgs(55, seed=98, flip=True, start=1e9)]
+    reports += [Report(m, "admin", True) for m in _msgs(300, seed=99, start=2e9)]
+    base_msgs = [LabelledMessage(m.label, m.raw, m.source, float(i)) for i, m in enumerate(_base(base))]
+    gate = GateConfig(roca_tolerance=10, fpr_tolerance=1, catch_tolerance=1)
+    _, decision = retrain(
+        base_msgs, ModelRegistry(reg).load(active), tmp_path / "out", SMALL, FAST, gate, [], n_jobs=1,
+        progress=False, reports=reports,
+    )
+    assert "held" not in decision and decision["promote"], decision["why"]
+    most = decision["reports"]["most_contradicting_untrusted"]
+    assert most == {"reporter": "heavy", "contradicting": 45, "reports": 295}
+    # the admin's 55 trained and contradicted: more than 50, from a trusted reporter
+    assert decision["reports"]["contradicting"] == 4 * 5 + 45 + 55
+
+
+def test_gate_limits_are_validated() -> None:
+    from spamgate.service.cli.main import build_parser
+
+    for bad in (-1, 2.5, True, "50"):
+        with pytest.raises(ValueError, match="max_contradicting_per_reporter"):
+            GateConfig(max_contradicting_per_reporter=bad)  # type: ignore[arg-type]
+    assert GateConfig(max_contradicting_per_reporter=0).max_contradicting_per_reporter == 0
+    # the CLI's default is GateConfig's (its comment holds the evidence)
+    args = build_parser().parse_args(["retrain"])
+    assert args.max_contradicting_per_reporter == GateConfig().max_contradicting_per_reporter
 
 
 def test_thresholds_are_raised_to_hold_on_the_site_reports() -> None:

@@ -20,8 +20,11 @@ FPR at the FPR-0.1% point are within the tolerances of the comparator's.
 A candidate is also **held** when more than ``max_contradicting`` of its
 training reports contradict a confident verdict of the reference (reported
 spam at p < 0.05, reported ham at p > 0.95): the shape of a poisoning run
-(issue 16), whatever the gate's figures say. The decision and all figures go
-into the candidate's manifest and a report (JSON + ROC plot).
+(issue 16), whatever the gate's figures say; and when one untrusted reporter
+filed more than ``max_contradicting_per_reporter`` such reports, however many
+agreeing ones surround them (a share of their own reports could be diluted).
+The decision and all figures go into the candidate's manifest and a report
+(JSON + ROC plot).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class GateConfig:
         for the comparison (``training.reports.gate_split``).
     max_contradicting: the candidate is held when more than this fraction of
         its training reports contradict a confident reference verdict.
+    max_contradicting_per_reporter: the candidate is held when one untrusted
+        reporter's training reports contradict more than this many confident
+        reference verdicts (a count, so agreeing reports cannot dilute it).
     confident: a verdict is confident below this probability or above 1 - it.
     """
 
@@ -75,6 +81,19 @@ class GateConfig:
     fpr_tolerance: float = 0.0005
     holdout: float = 0.15
     max_contradicting: float = 0.2
+    # A count, not a share (finding F9): one reporter who padded 300 flipped labels with 1,500 honest
+    # reports (16.7% of her own) had her candidate promoted, and it passed all 150 spam she called ham;
+    # 60 among 300 and 1,000 among 5,000 the same (16.7% each; generated mail, measured with retrain()).
+    # Honest reporters contradict the model they correct too: at a new site, against the day-0 model,
+    # one reporter filing a random sample of Ling-Spam contradicts 3% of it (current bundled model:
+    # 13 of 500, 29 of 1,000, 45 of 1,438 reports, all ham it called spam; trec07p against its base
+    # recipe 29 of 2,000, 132 of 12,500 under sg-features-9, bench/results/learn_site.json). Once a retrain
+    # has learnt them they stop: with the site layer (fit_layer) fitted on those 1,438 Ling-Spam reports
+    # over the bundled weights, 0 of them and 2 of the next 1,438 still did (bundled calibration kept).
+    # So 50 lets one untrusted reporter file ~1,500 honest reports before a site's first retrain, and
+    # bounds what one untrusted token can overturn to 50 confident verdicts a retrain.
+    # Trusted reporters are not counted (their volume is the site's own; the share above still is).
+    max_contradicting_per_reporter: int = 50
     confident: float = 0.05
     # Catch at FPR 0.1% of the held-back mail may fall by at most this much (absolute).
     catch_tolerance: float = 0.08
@@ -86,6 +105,9 @@ class GateConfig:
             raise ValueError("tolerances must be >= 0")
         if not 0 <= self.max_contradicting <= 1:
             raise ValueError(f"max_contradicting must be in [0, 1], got {self.max_contradicting}")
+        n = self.max_contradicting_per_reporter
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"max_contradicting_per_reporter must be a whole number >= 0, got {n!r}")
         if not 0 < self.confident < 0.5:
             raise ValueError(f"confident must be in (0, 0.5), got {self.confident}")
 
@@ -304,10 +326,15 @@ def retrain_rows(
     # Also per reporter (issue 16 review: 300 inverted reports padded with 1,500 honest ones were
     # 16.7% of all and passed): one reporter whose own reports contradict the reference that often
     # holds the candidate, once they have filed enough to say (MIN_REPORTER_REPORTS).
-    worst = _worst_reporter(contra_mask, [reporters[i] for i in rep_tr] if reporters is not None else None)
-    poisoned = n_rep > 0 and (
+    train_reporters = [reporters[i] for i in rep_tr] if reporters is not None else None
+    worst = _worst_reporter(contra_mask, train_reporters)
+    held_by_share = n_rep > 0 and (
         contra_frac > gate.max_contradicting or (worst is not None and worst[1] > gate.max_contradicting)
     )
+    # A share of a reporter's own reports can be diluted with agreeing ones (F9): their count cannot.
+    most = _most_contradicting_untrusted(contra_mask, train_reporters, [trusted[i] for i in rep_tr])
+    held_by_count = most is not None and most[1] > gate.max_contradicting_per_reporter
+    poisoned = held_by_share or held_by_count
 
     # Which model the candidate is compared with (module docstring).
     filt = load_training_filter(reference.path, reference.manifest)
@@ -330,6 +357,10 @@ def retrain_rows(
                 None if worst is None else {"reporter": worst[0], "fraction": worst[1], "reports": worst[2]}
             ),
             "max_contradicting": gate.max_contradicting,
+            "most_contradicting_untrusted": (
+                None if most is None else {"reporter": most[0], "contradicting": most[1], "reports": most[2]}
+            ),
+            "max_contradicting_per_reporter": gate.max_contradicting_per_reporter,
         },
         "reference": {"version": reference.version, "kind": ref_kind, "trained_on_holdout": ref_saw},
         **({"warm_start": warm_note} if warm_note else {}),
@@ -367,18 +398,7 @@ def retrain_rows(
     reasons = [
         w
         for w, bad in (
-            (
-                f"HELD: {contra} of {n_rep} training reports ({contra_frac:.1%})"
-                + (
-                    f", and {worst[1]:.1%} of the {worst[2]} reports of {worst[0]!r},"
-                    if worst is not None and worst[1] > gate.max_contradicting
-                    else ""
-                )
-                + f" contradict a confident verdict of the {ref_kind} model (more than "
-                f"{gate.max_contradicting:.0%}): possible poisoning; inspect the reports (spamgate "
-                "feedback store) before retraining",
-                poisoned,
-            ),
+            (_held_why(gate, ref_kind, contra, n_rep, worst, most, held_by_share, held_by_count), poisoned),
             (
                 f"1-ROCA% {cand['one_minus_roca_pct']:.4f} > {comp_name} {comp['one_minus_roca_pct']:.4f}",
                 not roca_ok,
@@ -429,6 +449,42 @@ def retrain_rows(
     decision["report"] = str(report_dir / f"{version}.json")
     decision["roc_plot"] = str(report_dir / f"{version}.png")
     return target, decision
+
+
+def _held_why(
+    gate: GateConfig,
+    ref_kind: str,
+    contra: int,
+    n_rep: int,
+    worst: tuple[str, float, int] | None,
+    most: tuple[str, int, int] | None,
+    by_share: bool,
+    by_count: bool,
+) -> str:
+    """The poisoning hold's reason: which limit(s) the contradicting reports broke, naming the reporter."""
+    parts = []
+    if by_share:
+        parts.append(
+            f"{contra} of {n_rep} training reports ({contra / max(n_rep, 1):.1%})"
+            + (
+                f", and {worst[1]:.1%} of the {worst[2]} reports of {worst[0]!r},"
+                if worst is not None and worst[1] > gate.max_contradicting
+                else ""
+            )
+            + f" contradict a confident verdict of the {ref_kind} model (more than "
+            f"{gate.max_contradicting:.0%})"
+        )
+    if by_count and most is not None:
+        parts.append(
+            f"{most[1]} of the {most[2]} training reports of untrusted reporter {most[0]!r} contradict a "
+            f"confident verdict of the {ref_kind} model (more than {gate.max_contradicting_per_reporter} "
+            "from one reporter, --max-contradicting-per-reporter, however many of their reports agree)"
+        )
+    return (
+        "HELD: "
+        + "; and ".join(parts)
+        + ": possible poisoning; inspect the reports (spamgate feedback store) before retraining"
+    )
 
 
 def digest_array(digests: list[str]) -> np.ndarray:
@@ -482,3 +538,24 @@ def _worst_reporter(contra: np.ndarray, reporters: Sequence[str] | None) -> tupl
         c[1] += 1
     ranked = [(who, c[0] / c[1], c[1]) for who, c in counts.items() if c[1] >= MIN_REPORTER_REPORTS]
     return max(ranked, key=lambda t: (t[1], t[2]), default=None)
+
+
+def _most_contradicting_untrusted(
+    contra: np.ndarray, reporters: Sequence[str] | None, trusted: Sequence[bool]
+) -> tuple[str, int, int] | None:
+    """(reporter, contradicting reports, reports) of the untrusted reporter with the most contradicting.
+
+    Counted over untrusted reports only (``Report.trusted``: not named with ``--trusted-reporter`` nor
+    filed with the admin role): trusted reports are the site's own word and are not held to the count,
+    as before it (the share of all reports still counts them). All anonymous reports are one reporter,
+    "". None without reporters (``retrain_rows`` called with none) or without untrusted reports.
+    """
+    if reporters is None:
+        return None
+    counts: dict[str, list[int]] = {}
+    for who, bad, sure in zip(reporters, contra.tolist(), trusted, strict=True):
+        if not sure:
+            c = counts.setdefault(who, [0, 0])
+            c[0] += int(bad)
+            c[1] += 1
+    return max(((who, c[0], c[1]) for who, c in counts.items()), key=lambda t: (t[1], t[2]), default=None)

@@ -61,6 +61,14 @@ def add_retrain_arguments(r: argparse.ArgumentParser) -> None:
         "a confident verdict (p<0.05 / p>0.95) of the active or bundled model (default 0.2)",
     )
     r.add_argument(
+        "--max-contradicting-per-reporter",
+        type=int,
+        default=50,  # = GateConfig's default (tests check it): its comment has the evidence
+        metavar="N",
+        help="hold the candidate (exit 3) when more than N training reports of one untrusted reporter "
+        "contradict such a verdict, however many of their reports agree (default 50)",
+    )
+    r.add_argument(
         "--warm-start",
         action="store_true",
         help="start from the active model's weights (SGD losses only; the exact solvers ignore it)",
@@ -94,6 +102,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             fpr_tolerance=args.fpr_tolerance,
             holdout=args.holdout,
             max_contradicting=args.max_contradicting,
+            max_contradicting_per_reporter=args.max_contradicting_per_reporter,
             catch_tolerance=args.catch_tolerance,
         )
     except ValueError as exc:  # an argument out of range (GateConfig says which): 2, as argparse's own

@@ -91,6 +91,8 @@ class MessageView:
     text_html_parts: int = 0
     charsets: list[str] = field(default_factory=list)
     text_transfer_encodings: list[str] = field(default_factory=list)
+    # Text parts sent base64 whose decoded bytes are all ASCII (BASE64_TEXT_BODY: model.heuristics).
+    ascii_base64_text_parts: int = 0
     content_types: list[str] = field(default_factory=list)
     raw_size: int = 0
     raw_prefix: bytes = b""

@@ -452,6 +452,8 @@ def _read_parts(view: MessageView, parts: list[Part], limits: ParseLimits) -> No
         cte = part.header("Content-Transfer-Encoding").strip().lower()
         if cte:
             view.text_transfer_encodings.append(cte)
+            if cte == "base64" and payload_bytes.isascii():
+                view.ascii_base64_text_parts += 1
         text = decode_bytes(payload_bytes, charset)
         if text_chars + len(text) > limits.max_text_chars:
             text = text[: max(0, limits.max_text_chars - text_chars)]

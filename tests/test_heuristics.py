@@ -181,6 +181,31 @@ def _caps(raw: bytes) -> tuple[float, float]:
     return v[HEURISTIC_NAMES.index("SUBJECT_ALL_CAPS")], v[HEURISTIC_NAMES.index("BODY_CAPS_RATIO")]
 
 
+@pytest.mark.parametrize(
+    ("charset", "text"),
+    [
+        ("utf-8", "안녕하세요, 다음 주 회의 일정을 보내 드립니다."),
+        ("utf-8", "เรียนคุณสมชาย ขอส่งใบเสนอราคาตามที่ตกลงกันไว้"),
+        ("koi8-r", "Добрый день, высылаю счёт за октябрь."),
+    ],
+)
+def test_base64_text_in_another_script_is_not_evidence(charset: str, text: str) -> None:
+    """Base64 is how many mail programs send non-Latin text: it says which script, not spam (issue 14)."""
+    import base64
+
+    body = base64.encodebytes(text.encode(charset)).decode()
+    headers = {"Content-Type": f"text/plain; charset={charset}", "Content-Transfer-Encoding": "base64"}
+    values = dict(
+        zip(HEURISTIC_NAMES, heuristic_values(parse_message(make(headers, body=body))), strict=True)
+    )
+    assert values["BASE64_TEXT_BODY"] == 0.0
+    ascii_body = base64.encodebytes(b"Dear Bob, the meeting moved to Monday.").decode()
+    values = dict(
+        zip(HEURISTIC_NAMES, heuristic_values(parse_message(make(headers, body=ascii_body))), strict=True)
+    )
+    assert values["BASE64_TEXT_BODY"] == 1.0
+
+
 def test_caps_rules_count_letters_of_every_script() -> None:
     # sg-features-8 (issue 14): only ASCII letters were counted, so a subject whose only Latin
     # letters are an acronym was "all capitals" and CJK text with a few acronyms "shouting".

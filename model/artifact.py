@@ -37,6 +37,10 @@ _MAX_FILE_BYTES = 512 * 1024 * 1024
 # A manifest is read (and parsed) before anything in it can be checked, so its size is capped on its
 # own. The bundled one is 27 KB; a retrained one adds site figures and floors, not megabytes.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# And its nesting: json reads ~1,000 levels, but what shows a manifest walks it recursively (redact's
+# scrub for GetModelInfo failed with RecursionError at 600). The bundled manifest is 7 deep, a
+# retrained one's gate decision about as deep.
+MAX_MANIFEST_DEPTH = 64
 # weights.npz is compressed: 512 MB on disk could inflate to many GB when numpy reads a member. A model
 # at n_bits 24 holds at most 2**24 float32 weights and int64 indices (~200 MB), so this bounds the
 # members' declared sizes (zipfile stops reading a member at its declared size).
@@ -227,6 +231,20 @@ def write_artifact(
     return out_dir
 
 
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests lists and objects; walked without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 def _require(cond: bool, path: Path, why: str) -> None:
     if not cond:
         raise ArtifactError(f"{path}: {why}")
@@ -259,6 +277,9 @@ def load_artifact(path: Path | str) -> Artifact:
     except (ValueError, RecursionError) as exc:  # RecursionError: '[' nested 10^5 deep
         raise ArtifactError(f"{mpath}: unreadable manifest: {exc}") from exc
     _require(isinstance(manifest, dict), mpath, "manifest is not a JSON object")
+    _require(
+        json_depth(manifest) <= MAX_MANIFEST_DEPTH, mpath, f"manifest nested deeper than {MAX_MANIFEST_DEPTH}"
+    )
     _require(
         manifest.get("format") == FORMAT, mpath, f"format {manifest.get('format')!r}, expected {FORMAT!r}"
     )

@@ -11,7 +11,7 @@ and machines, unlike Python's salted ``hash()``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from spamgate.model.config_fields import check_field_types
 from spamgate.model.hashing import byte_ngram_columns, byte_ngrams, token_columns
 from spamgate.model.heuristics import HEURISTIC_NAMES, heuristic_values
 from spamgate.model.limits import ParseLimits
@@ -170,9 +171,14 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        """Inverse of ``to_dict``; unknown keys are an error (a newer artifact)."""
+        """Inverse of ``to_dict``; unknown keys are an error (a newer artifact), and so is a value
+        of the wrong type (``model.config_fields``: ``"n_bits": 12.0`` passed the range check)."""
         d = dict(data)
-        tokens = TokenConfig(**d.pop("tokens", {}))
+        check_field_types(cls, d)
+        raw_tokens = d.pop("tokens", {})
+        if isinstance(raw_tokens, Mapping):
+            check_field_types(TokenConfig, raw_tokens, "tokens.")
+        tokens = TokenConfig(**raw_tokens)
         limits = ParseLimits(**d.pop("limits", {}))
         return cls(tokens=tokens, limits=limits, **d)
 

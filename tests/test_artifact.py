@@ -200,7 +200,8 @@ def test_a_retrain_uses_the_site_recipe_the_model_names(tmp_path: Path) -> None:
 
     path = _write(tmp_path)
     assert retrain_recipe(load_artifact(path)) == (CFG, TrainConfig())
-    assert retrain_recipe(None) == (FeatureConfig(), TrainConfig())
+    # no active model: the retrain starts from (and is judged against) the bundled model, so its site recipe
+    assert retrain_recipe(None) == retrain_recipe(load_artifact(bundled_model_path()))
     site = FeatureConfig(n_bits=14, tokens=TokenConfig(header_names=False))
     _tamper_manifest(path, {"site_recipe": {"features": site.to_dict(), "train_config": {"C": 3.0}}})
     assert retrain_recipe(load_artifact(path)) == (site, TrainConfig(C=3.0))
@@ -219,6 +220,65 @@ def test_the_bundled_model_names_the_site_recipe() -> None:
     from spamgate.training.train import retrain_recipe
 
     assert retrain_recipe(load_artifact(bundled_model_path())) == (SITE_FEATURES, SITE_TRAINING)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"n_bits": 12.0}, "n_bits"),  # passed the range check, then `1 << 12.0` in load: TypeError
+        ({"byte_ngram": 3.5}, "byte_ngram"),  # loaded, then every message failed
+        ({"tokens": {"char_ngram": 2.5}}, "char_ngram"),
+        ({"tokens": {"header_names": "no"}}, "header_names"),  # a truthy string would switch it on
+        ({"l2_normalize": 1}, "l2_normalize"),
+        ({"heuristic_scale": "0.5"}, "heuristic_scale"),
+    ],
+)
+def test_a_feature_config_of_the_wrong_types_is_refused_at_load(
+    tmp_path: Path, change: dict[str, object], named: str
+) -> None:
+    """Review of the day-0 recipe commits: `spamgate models add` ended in a TypeError traceback."""
+    path = _write(tmp_path)
+    m = json.loads((path / "manifest.json").read_text())
+    for key, value in change.items():
+        if isinstance(value, dict):
+            m["feature_config"][key].update(value)
+        else:
+            m["feature_config"][key] = value
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match=rf"invalid feature_config.*{named}"):
+        load_artifact(path)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"features": {"n_bits": 14.0}, "train_config": {}},
+        {"features": {"tokens": {"char_ngram": 2.5}}, "train_config": {}},
+        {"features": {}, "train_config": {"cv_folds": 2.5}},
+        {"features": {}, "train_config": {"seed": "x"}},
+        {"features": {}, "train_config": {"C": 1e400}},  # JSON's 1e400 is inf
+    ],
+)
+def test_a_site_recipe_of_the_wrong_types_is_a_clear_error(tmp_path: Path, recipe: dict[str, object]) -> None:
+    """Each of these passed retrain_recipe and ended `spamgate retrain` in a traceback (or a fit
+    error) after featurising everything."""
+    from spamgate.training.train import retrain_recipe
+
+    path = _write(tmp_path)
+    _tamper_manifest(path, {"site_recipe": recipe})
+    with pytest.raises(ArtifactError, match="site_recipe cannot be used"):
+        retrain_recipe(load_artifact(path))
+
+
+def test_the_models_own_train_config_is_a_clear_error_too(tmp_path: Path) -> None:
+    from spamgate.training.train import retrain_recipe
+
+    path = _write(tmp_path)
+    m = json.loads((path / "manifest.json").read_text())
+    m.setdefault("training", {})["train_config"] = {"bogus": 1}
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="train_config cannot be used"):
+        retrain_recipe(load_artifact(path))
 
 
 def test_a_trainer_cannot_write_an_invalid_manifest(tmp_path: Path) -> None:
@@ -267,6 +327,28 @@ def test_a_deeply_nested_manifest_is_a_clear_error(tmp_path: Path) -> None:
     (path / "manifest.json").write_text("[" * 200_000)
     with pytest.raises(ArtifactError, match="unreadable manifest"):
         load_artifact(path)
+
+
+def test_a_manifest_nested_deeper_than_the_cap_is_refused(tmp_path: Path) -> None:
+    """Review of the day-0 recipe commits: nested 600 deep (json reads up to ~1,000) a manifest
+    loaded, and GetModelInfo for a non-admin caller then ended in a RecursionError (redact's
+    recursive scrub) instead of an answer."""
+    from spamgate.model.artifact import MAX_MANIFEST_DEPTH
+
+    path = _write(tmp_path)
+    deep = "[" * 600 + "]" * 600
+    for where in ("note", "site_recipe"):
+        text = (path / "manifest.json").read_text().rstrip().rstrip("}")
+        value = deep if where == "note" else '{"features": {}, "train_config": {"x": ' + deep + "}}"
+        (path / "manifest.json").write_text(f'{text}, "{where}": {value}}}')
+        with pytest.raises(ArtifactError, match=f"nested deeper than {MAX_MANIFEST_DEPTH}"):
+            load_artifact(path)
+        _write(tmp_path / where)  # a fresh one for the next case
+        path = tmp_path / where / "v1"
+    ok = "[" * (MAX_MANIFEST_DEPTH - 1) + "]" * (MAX_MANIFEST_DEPTH - 1)
+    text = (path / "manifest.json").read_text().rstrip().rstrip("}")
+    (path / "manifest.json").write_text(f'{text}, "note": {ok}}}')
+    assert load_artifact(path).version == "v1"
 
 
 def test_weights_that_would_inflate_past_the_cap_are_refused(

@@ -11,6 +11,7 @@ out-of-fold margins are close to what a deployed model sees.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from sklearn.model_selection import KFold
 from sklearn.svm import LinearSVC
 
 from spamgate.model.artifact import LinearModel
+from spamgate.model.config_fields import check_field_types
 from spamgate.training import metrics
 from spamgate.training.calibrate import fit_calibration
 from spamgate.training.corpora import CorpusError
@@ -97,6 +99,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of ``to_dict`` (a manifest's ``train_config``): unknown keys and values of the
+        wrong type are a ``TypeError`` naming the field (``model.config_fields``), not a fit that
+        fails half-way (``cv_folds`` 2.5, ``seed`` "x") or runs with ``C`` infinite."""
+        check_field_types(cls, data)
+        return cls(**data)
 
 
 def _fit_linear(

@@ -219,18 +219,25 @@ def retrain_recipe(active: Artifact | None) -> tuple[FeatureConfig, TrainConfig]
 
     The model's ``site_recipe`` when its manifest names one (the bundled model's does: its own
     recipe is chosen for sites it never saw, ``training.default_model``), else the model's own
-    recipe, else the defaults. Raises ``ArtifactError`` when the recorded recipe is not one this
-    version can build (an unknown or invalid field).
+    recipe. No active model: a retrain then starts from, and is judged against, the bundled model
+    (``training.retrain.reference_model``), so it is the bundled model's site recipe; it was the
+    defaults, which differ from it (``cv_shuffle``), so a site's first retrain fitted another
+    recipe than the same retrain with the bundled model copied into the registry. Raises
+    ``ArtifactError`` when the recorded recipe is not one this version can build (an unknown
+    field, or a value of the wrong type or out of range).
     """
     if active is None:
-        return FeatureConfig(), TrainConfig()
+        from spamgate.model.artifact import load_artifact
+        from spamgate.model.bundled import bundled_model_path
+
+        active = load_artifact(bundled_model_path())
     info = active.info
-    if info.site_recipe_features is None or info.site_recipe_train_config is None:
-        return active.features, TrainConfig(**info.train_config)
+    features, training = info.site_recipe_features, info.site_recipe_train_config
+    own = features is None or training is None
     try:
-        return (
-            FeatureConfig.from_dict(dict(info.site_recipe_features)),
-            TrainConfig(**info.site_recipe_train_config),
-        )
+        if features is None or training is None:
+            return active.features, TrainConfig.from_dict(info.train_config)
+        return FeatureConfig.from_dict(dict(features)), TrainConfig.from_dict(training)
     except (TypeError, ValueError) as exc:
-        raise ArtifactError(f"model {info.version}: site_recipe cannot be used: {exc}") from exc
+        what = "training.train_config" if own else "site_recipe"
+        raise ArtifactError(f"model {info.version}: {what} cannot be used: {exc}") from exc

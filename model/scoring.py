@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from spamgate.model.artifact import Artifact
-from spamgate.model.evidence import CONTENT_PREFIXES, DEFAULT_RULE, OFF, EvidenceRule
-from spamgate.model.familiarity import FamiliarityCheck
+from spamgate.model.evidence import DEFAULT_RULE, OFF, EvidenceRule
+from spamgate.model.familiarity import FamiliarityCheck, familiarity_columns
 from spamgate.model.features import FeatureExtractor, RowParts
 from spamgate.model.heuristics import HEURISTIC_NAMES
 
@@ -84,9 +84,8 @@ class Scorer:
         evidence = self.evidence.content_evidence(parts.tokens, parts.token_cols, model.coef)
         prob = self.evidence.squeeze(float(model.calibration.probability(np.array([margin]))[0]), evidence)
         reasons = self._reasons(row, parts, top_k) if top_k > 0 else ()
-        pairs = zip(parts.tokens, parts.token_cols, strict=True)
-        content = np.array([c for t, c in pairs if t.startswith(CONTENT_PREFIXES)], dtype=np.int64)
-        fam = self.familiarity.check(content, view.all_text, view.has_header_block)
+        cols = familiarity_columns(parts.tokens, parts.token_cols)
+        fam = self.familiarity.check(cols, view.all_text, view.has_header_block)
         return Score(
             prob,
             margin,

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spamgate.model.familiarity import MIN_TOKENS, FamiliarityCheck, non_latin_letter_share
+from spamgate.model.familiarity import (
+    MIN_TOKENS,
+    FamiliarityCheck,
+    familiarity_columns,
+    non_latin_letter_share,
+)
 from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
 from spamgate.service.policy.settings import Action
 from spamgate.service.scoring.engine import Engine
@@ -80,6 +85,34 @@ def test_flag_fires_on_non_latin_ordinary_mail_and_not_on_english(bundled_holder
     english = [make(), html("<p>Hello Bob, the report is attached. See you on Monday.</p>")]
     english.append(make({"Subject": "Re: budget"}, body="Thanks, the numbers look right to me.\n" * 5))
     assert not any(scorer.score(raw).unfamiliar for raw in english)
+
+
+def test_short_content_is_measured_with_the_header_tokens() -> None:
+    """model.familiarity, SHORT: under MIN_TOKENS distinct content columns, all token columns count."""
+    short = ["s:заказ", "b:отправлен", "b:сегодня", "from:shop-news.test", "rcvd:mailer.test"]
+    cols = np.arange(len(short))
+    assert familiarity_columns(short, cols).tolist() == cols.tolist()
+    long = [f"b:w{i}" for i in range(MIN_TOKENS)] + ["from:example.org"]
+    assert familiarity_columns(long, np.arange(len(long))).tolist() == list(range(MIN_TOKENS))
+    assert familiarity_columns([], np.zeros(0, dtype=np.int64)).size == 0
+
+
+def test_a_short_non_latin_message_is_still_capped(bundled_holder: ModelHolder) -> None:
+    """Review of the day-0 recipe commits: measured over its 6 content columns alone this one-line
+    Chinese shipping notice (HTML only, a bulk sender's headers) was never flagged, and was REROUTEd
+    at p 0.9998 by the default policy; over all its tokens it is flagged and capped at TAG."""
+    raw = html(
+        "<html><body><p>您的订单已发货</p></body></html>",
+        {
+            "From": "Shop <noreply@shop-news.test>",
+            "Subject": "",
+            "Received": "from mta7.mailer.test (mta7.mailer.test [198.51.100.7]) by mx.example.net "
+            "(Postfix) with ESMTP id 4F2A1; Tue, 03 Jun 2025 10:00:05 +0000",
+            "Message-ID": "<a8f3c.20250603@mailer.test>",
+        },
+    )
+    v = build_verdict(Request(message=raw), bundled_holder, PolicyHolder(None).current(), 1 << 24)
+    assert v.unfamiliar and v.action == Action.TAG, (v.spam_probability, v.action)
 
 
 def test_unfamiliar_mail_is_capped_at_unfamiliar_max_action(

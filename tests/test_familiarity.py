@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spamgate.model.evidence import CONTENT_PREFIXES
 from spamgate.model.familiarity import (
     MIN_TOKENS,
     FamiliarityCheck,
@@ -97,10 +98,13 @@ def test_short_content_is_measured_with_the_header_tokens() -> None:
     assert familiarity_columns([], np.zeros(0, dtype=np.int64)).size == 0
 
 
-def test_a_short_non_latin_message_is_still_capped(bundled_holder: ModelHolder) -> None:
-    """Review of the day-0 recipe commits: measured over its 6 content columns alone this one-line
-    Chinese shipping notice (HTML only, a bulk sender's headers) was never flagged, and was REROUTEd
-    at p 0.9998 by the default policy; over all its tokens it is flagged and capped at TAG."""
+def test_the_scorer_measures_short_content_over_all_tokens(bundled_holder: ModelHolder) -> None:
+    """Review of the day-0 recipe commits: measured over its 6 content columns alone, this one-line
+    Chinese shipping notice (HTML only, a bulk sender's headers) could never be flagged, and the
+    default policy REROUTEd it at p 0.9998 (bundled model 20261201-055830-7e51f681); over all its
+    token columns it was flagged and capped at TAG. Checked against the measure, not the action, so
+    that it holds for whichever model is bundled."""
+    scorer = bundled_holder.current()
     raw = html(
         "<html><body><p>您的订单已发货</p></body></html>",
         {
@@ -111,8 +115,14 @@ def test_a_short_non_latin_message_is_still_capped(bundled_holder: ModelHolder) 
             "Message-ID": "<a8f3c.20250603@mailer.test>",
         },
     )
-    v = build_verdict(Request(message=raw), bundled_holder, PolicyHolder(None).current(), 1 << 24)
-    assert v.unfamiliar and v.action == Action.TAG, (v.spam_probability, v.action)
+    view = scorer.extractor.parse(raw)
+    _, parts = scorer.extractor.transform_one(view)
+    pairs = zip(parts.tokens, parts.token_cols, strict=True)
+    content = {c for t, c in pairs if t.startswith(CONTENT_PREFIXES)}
+    assert len(content) < MIN_TOKENS
+    whole = scorer.familiarity.check(np.asarray(parts.token_cols), view.all_text)
+    assert whole.unseen_share > 0.0  # the header tokens say something (over content alone: 0, too few)
+    assert scorer.score(raw).unseen_share == whole.unseen_share
 
 
 def test_unfamiliar_mail_is_capped_at_unfamiliar_max_action(

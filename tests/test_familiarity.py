@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 
 from spamgate.model.evidence import CONTENT_PREFIXES
-from spamgate.model.familiarity import (
-    MIN_TOKENS,
-    FamiliarityCheck,
-    familiarity_columns,
-    non_latin_letter_share,
-)
+from spamgate.model.familiarity import MIN_TOKENS, FamiliarityCheck, non_latin_letter_share
 from spamgate.service.policy.policy_file import PolicyHolder, parse_policy
 from spamgate.service.policy.settings import Action
 from spamgate.service.scoring.engine import Engine
@@ -86,16 +81,6 @@ def test_flag_fires_on_non_latin_ordinary_mail_and_not_on_english(bundled_holder
     english = [make(), html("<p>Hello Bob, the report is attached. See you on Monday.</p>")]
     english.append(make({"Subject": "Re: budget"}, body="Thanks, the numbers look right to me.\n" * 5))
     assert not any(scorer.score(raw).unfamiliar for raw in english)
-
-
-def test_short_content_is_measured_with_the_header_tokens() -> None:
-    """model.familiarity, SHORT: under MIN_TOKENS distinct content columns, all token columns count."""
-    short = ["s:заказ", "b:отправлен", "b:сегодня", "from:shop-news.test", "rcvd:mailer.test"]
-    cols = np.arange(len(short))
-    assert familiarity_columns(short, cols).tolist() == cols.tolist()
-    long = [f"b:w{i}" for i in range(MIN_TOKENS)] + ["from:example.org"]
-    assert familiarity_columns(long, np.arange(len(long))).tolist() == list(range(MIN_TOKENS))
-    assert familiarity_columns([], np.zeros(0, dtype=np.int64)).size == 0
 
 
 def test_the_scorer_measures_short_content_over_all_tokens(bundled_holder: ModelHolder) -> None:

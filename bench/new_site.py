@@ -248,10 +248,6 @@ def _score_with(
     if (site.ntok < 0).any():
         return probs, np.zeros(0, dtype=bool)
     check = FamiliarityCheck(model.coef, n_hash)
-    # Over all of a row's token columns: the rows do not say which are content tokens, over which the
-    # scorer measures (model.familiarity). With the bundled model the two flag 0.14% / 0.11% of S2's
-    # test ham and 0.71% / 0.71% of Ling-Spam's (python bench/multilingual.py --data DATA, before and
-    # after the scorer's switch), so the counts here are close, not equal.
     flags = np.array([check.check(token_cols(site, int(i)), "").unfamiliar for i in idx], dtype=bool)
     return probs, flags
 

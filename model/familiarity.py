@@ -37,40 +37,14 @@ model 20261130-143838-7e51f681 (``python bench/multilingual.py --data DATA``): f
 non-Latin hand-written ham, and on 0%, 0.08%, 0.87%, 0% and 0% of the ham of S1's and S2's test
 halves, Ling-Spam, csdmc2010 and Enron-Spam; with the sg-features-9 model 20261130-153539-7e51f681:
 51 of 53, and 0%, 0.11%, 0.87%, 0%, 0%.
-
-Since the day-0 recipe (bundled model 20261201-055830-7e51f681) the measure is over **content**
-tokens only (subject, body, URL, attachment: ``model.evidence.CONTENT_PREFIXES``), as the scorer
-passes them. That recipe has no header-name and content-type tokens, which every training message
-had, and what header tokens remain name the sender's domains, relays and Message-ID shape: at a new
-site its own domains are unseen by construction, so counting them flagged "new site", not "unfamiliar
-mail" (a five-line English note from example.org was flagged). Over content tokens, with the same
-0.45 (``python bench/multilingual.py --data DATA``): 51 of 53 non-Latin hand-written ham flagged, as
-before, and 0.19%, 0.11%, 0.71%, 0.10% and 0% of the shared ham (S1 test, S2 test, Ling-Spam,
-csdmc2010, Enron-Spam); over all tokens with that model 51 of 53 and 0%, 0.14%, 0.71%, 0%, 0%.
-
-SHORT: a message with fewer than ``MIN_TOKENS`` distinct content columns is measured over all its
-token columns, headers included, as before the day-0 recipe (``familiarity_columns``). Over content
-alone such a message was never flagged ("too few tokens to say"), and the thin-evidence rule does not
-catch it either: half of its unseen tokens land on non-zero columns, so four to seven unseen words
-count as "seen" evidence. Review of the day-0 recipe commits, bundled model 20261201-055830-7e51f681,
-1 to 6 random words of the multilingual set's Russian, Chinese, Arabic, Korean and Thai as an HTML-only
-message from a bulk sender's headers (200 each): 51 were REROUTEd unflagged that over all tokens were
-flagged and so capped at TAG ("您的订单已发货", "your order has shipped", among them); with this rule
-12, all with 8 or more content columns (Chinese, Korean, Thai: their content share stays under 0.45).
-It changes no flag of the shared ham or the multilingual set (scratch run over the sets
-``bench/multilingual.py --data DATA`` reads: 4 / 4 / 17 / 3 / 0 flagged of S1 test, S2 test,
-Ling-Spam, csdmc2010, Enron-Spam, and 60 of the 80 multilingual ham, either way).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from spamgate.model.evidence import CONTENT_PREFIXES
 
 # Estimated share of a message's tokens never seen in training above which the message is
 # flagged (see the module docstring for the evidence).
@@ -104,15 +78,6 @@ class Familiarity:
     reason: str  # "UNFAMILIAR_LANGUAGE" (mostly non-Latin letters), "OUT_OF_DISTRIBUTION", or ""
 
 
-def familiarity_columns(tokens: Sequence[str], token_cols: np.ndarray) -> np.ndarray:
-    """The token columns the measure is over: the content tokens' (``CONTENT_PREFIXES``), or all of
-    them when fewer than ``MIN_TOKENS`` distinct content columns would say too little (SHORT above)."""
-    cols = np.asarray(token_cols, dtype=np.int64)
-    is_content = (t.startswith(CONTENT_PREFIXES) for t in tokens)
-    content = cols[np.fromiter(is_content, dtype=bool, count=len(tokens))]
-    return content if np.unique(content).size >= MIN_TOKENS else cols
-
-
 class FamiliarityCheck:
     """Bound to one model's weights; ``check`` is a few array operations per message."""
 
@@ -126,7 +91,7 @@ class FamiliarityCheck:
         self.max_unseen = max_unseen
 
     def check(self, token_cols: np.ndarray, text: str, has_header_block: bool = True) -> Familiarity:
-        """The verdict for one message's content token columns and text (module docstring).
+        """The verdict for one message's token columns and text.
 
         ``has_header_block`` False (``MessageView.has_header_block``: text handed over with no
         header block at all) flags the message whatever its tokens (the HEADERLESS note above).

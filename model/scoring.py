@@ -15,7 +15,7 @@ import numpy as np
 
 from spamgate.model.artifact import Artifact
 from spamgate.model.evidence import DEFAULT_RULE, OFF, EvidenceRule
-from spamgate.model.familiarity import FamiliarityCheck, familiarity_columns
+from spamgate.model.familiarity import FamiliarityCheck
 from spamgate.model.features import FeatureExtractor, RowParts
 from spamgate.model.heuristics import HEURISTIC_NAMES
 
@@ -84,8 +84,7 @@ class Scorer:
         evidence = self.evidence.content_evidence(parts.tokens, parts.token_cols, model.coef)
         prob = self.evidence.squeeze(float(model.calibration.probability(np.array([margin]))[0]), evidence)
         reasons = self._reasons(row, parts, top_k) if top_k > 0 else ()
-        cols = familiarity_columns(parts.tokens, parts.token_cols)
-        fam = self.familiarity.check(cols, view.all_text, view.has_header_block)
+        fam = self.familiarity.check(parts.token_cols, view.all_text, view.has_header_block)
         return Score(
             prob,
             margin,

@@ -46,8 +46,9 @@ block_action = "DELETE"
 [thresholds]
 tag = 0.5
 reroute = "off"
-# Only GTUBE (p = 1.0 by rule) is rejected; ordinary spam is tagged. 0.999999 was too low once the
-# bundled model's day-0 recipe weighted heuristics up: SPAM below scores p = 0.9999997.
+# Only GTUBE (p = 1.0 by rule) is rejected; ordinary spam is tagged whatever the model's confidence
+# (0.999999 was too low for a bundled model built with heuristics weighted up: SPAM below scored
+# p = 0.9999997 with 20261201-055830-7e51f681).
 reject = 1.0
 delete = "off"
 [actions]

@@ -243,45 +243,9 @@ VARIANTS: dict[str, tuple[str, Settings]] = {
         "no hn:/ct: tokens, C 0.1, cells weighted equal",
         Settings(C=0.1, drop_families=_NHC, weights="cell_equal"),
     ),
-    "nhc_C0.1_gw1": (
-        "no hn:/ct: tokens, C 0.1, n-gram block 1.0",
-        Settings(C=0.1, drop_families=_NHC, gram_weight=1.0),
-    ),
     "nhc_C0.1_heur0.3": (
         "no hn:/ct: tokens, C 0.1, heuristics 0.3",
         Settings(C=0.1, drop_families=_NHC, heuristic_scale=0.3),
-    ),
-    "nhc_C0.3_h0.3": (
-        "no hn:/ct: tokens, C 0.3, heuristics 0.3",
-        Settings(C=0.3, drop_families=_NHC, heuristic_scale=0.3),
-    ),
-    "nhc_C0.03_gw1_h0.3": (
-        "no hn:/ct: tokens, C 0.03, n-gram block 1.0, heuristics 0.3",
-        Settings(C=0.03, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.3),
-    ),
-    "nhc_C0.1_gw1_h0.3": (
-        "no hn:/ct: tokens, C 0.1, n-gram block 1.0, heuristics 0.3",
-        Settings(C=0.1, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.3),
-    ),
-    "nhc_C0.1_gw1_h0.5": (
-        "no hn:/ct: tokens, C 0.1, n-gram block 1.0, heuristics 0.5",
-        Settings(C=0.1, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.5),
-    ),
-    "nhc_C0.3_gw1_h0.3": (
-        "no hn:/ct: tokens, C 0.3, n-gram block 1.0, heuristics 0.3",
-        Settings(C=0.3, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.3),
-    ),
-    "nhc_C1_h0.3": (
-        "no hn:/ct: tokens, C 1, heuristics 0.3",
-        Settings(C=1.0, drop_families=_NHC, heuristic_scale=0.3),
-    ),
-    "nhc_C0.3_h0.5": (
-        "no hn:/ct: tokens, C 0.3, heuristics 0.5",
-        Settings(C=0.3, drop_families=_NHC, heuristic_scale=0.5),
-    ),
-    "nhc_C0.3_h1": (
-        "no hn:/ct: tokens, C 0.3, heuristics 1.0",
-        Settings(C=0.3, drop_families=_NHC, heuristic_scale=1.0),
     ),
     "nhc_C0.3_h0.3_sd": (
         "no hn:/ct: tokens, C 0.3, heuristics 0.3, header window of sender-written headers only",
@@ -291,27 +255,47 @@ VARIANTS: dict[str, tuple[str, Settings]] = {
         "no hn:/ct: tokens, C 0.3, heuristics 0.3, header window without Received lines",
         Settings(C=0.3, drop_families=_NHC, heuristic_scale=0.3, header_window="no_received"),
     ),
-    "nhc_C0.3_gw1_h0.5": (
-        "no hn:/ct: tokens, C 0.3, n-gram block 1.0, heuristics 0.5",
-        Settings(C=0.3, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.5),
-    ),
-    "nhc_C0.3_gw0.5_h0.3": (
-        "no hn:/ct: tokens, C 0.3, n-gram block 0.5, heuristics 0.3",
-        Settings(C=0.3, drop_families=_NHC, gram_weight=0.5, heuristic_scale=0.3),
-    ),
-    "nhc_C0.3_gw0.5_h0.5": (
-        "no hn:/ct: tokens, C 0.3, n-gram block 0.5, heuristics 0.5",
-        Settings(C=0.3, drop_families=_NHC, gram_weight=0.5, heuristic_scale=0.5),
-    ),
-    "nhc_C1_gw1_h0.3": (
-        "no hn:/ct: tokens, C 1, n-gram block 1.0, heuristics 0.3",
-        Settings(C=1.0, drop_families=_NHC, gram_weight=1.0, heuristic_scale=0.3),
-    ),
     "C0.1_gw1_h0.3": (
         "C 0.1, n-gram block 1.0, heuristics 0.3 (FeatureConfig/TrainConfig fields only)",
         Settings(C=0.1, gram_weight=1.0, heuristic_scale=0.3),
     ),
 }
+
+
+def _nhc(C: float, gram_weight: float | None = None, heuristics: float | None = None) -> tuple[str, Settings]:
+    """A no-hn:/ct: variant with C and, when given, the n-gram block and heuristics scale."""
+    desc = f"no hn:/ct: tokens, C {C:g}"
+    settings = Settings(C=C, drop_families=_NHC)
+    if gram_weight is not None:
+        desc += f", n-gram block {gram_weight:.1f}"
+        settings = replace(settings, gram_weight=gram_weight)
+    if heuristics is not None:
+        desc += f", heuristics {heuristics:.1f}"
+        settings = replace(settings, heuristic_scale=heuristics)
+    return desc, settings
+
+
+# The (C, n-gram block, heuristics) grid of the day-0 recipe search (BENCHMARKS.md, "A day-0 recipe"),
+# named nhc_C<C>[_gw<block>][_h<scale>].
+for _c, _gw, _h in (
+    (0.1, 1.0, None),
+    (0.3, None, 0.3),
+    (0.03, 1.0, 0.3),
+    (0.1, 1.0, 0.3),
+    (0.1, 1.0, 0.5),
+    (0.3, 1.0, 0.3),
+    (1.0, None, 0.3),
+    (0.3, None, 0.5),
+    (0.3, None, 1.0),
+    (0.3, 1.0, 0.5),
+    (0.3, 0.5, 0.3),
+    (0.3, 0.5, 0.5),
+    (1.0, 1.0, 0.3),
+):
+    _name = (
+        f"nhc_C{_c:g}" + (f"_gw{_gw:g}" if _gw is not None else "") + (f"_h{_h:g}" if _h is not None else "")
+    )
+    VARIANTS[_name] = _nhc(_c, _gw, _h)
 
 
 # --- per-message parts, featurised once --------------------------------------------------------

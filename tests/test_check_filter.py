@@ -196,6 +196,35 @@ def test_a_message_above_the_server_limit_is_scanned_up_to_max_bytes_and_passed_
     assert b"\r\nX-Spam-Status: " in head and rest == big.split(b"\r\n\r\n", 1)[1], head
 
 
+@pytest.mark.parametrize("mode", ["tempfail", "open"])
+def test_a_refusal_that_means_configuration_is_exit_78_not_the_fail_mode(
+    tmp_path: Path, small_model: Artifact, mode: str
+) -> None:
+    """--max-bytes above the server's own limit: the server refuses the message (INVALID_ARGUMENT
+    naming the limit). That is the hook's configuration, not an outage: it was exit 75 ("unavailable",
+    the MTA retrying every message until its queue lifetime ran out) or, in open mode, every message
+    passed unscanned. The same holds for UNAUTHENTICATED and PERMISSION_DENIED (a token or role)."""
+    from spamgate.service.api.server import start_server
+    from spamgate.service.runtime.config import load_config, with_server
+
+    cfg = load_config(None, {"metrics": {"port": 0}, "server": {"max_message_bytes": 64 * 1024}})
+    running = start_server(with_server(cfg, port=0))
+    try:
+        assert small_model.path is not None
+        running.engine.holder.load(small_model.path)
+        server = ["--server", f"127.0.0.1:{running.port}", "--timeout", "30", "--fail-mode", mode]
+        big = make({"Subject": "report"}, body="the quarterly numbers are attached\n" * 4000)
+        assert 64 * 1024 < len(big) < 1024 * 1024
+        r = run([*server, "--max-bytes", str(1024 * 1024)], big)
+        ok = run(server, make())  # the same server scores an ordinary message
+    finally:
+        running.stop(0).wait()
+    assert r.returncode == 78, (r.returncode, r.stderr)
+    assert b"configuration error" in r.stderr and b"INVALID_ARGUMENT" in r.stderr, r.stderr
+    assert r.stdout == b""
+    assert ok.returncode in range(5), ok.stderr  # a verdict (0-4 by action)
+
+
 def test_max_bytes_is_checked_like_the_milters(small_model: Artifact) -> None:
     model = ["--model", str(small_model.path)]
     r = run([*model, "--max-bytes", "1023"], make())

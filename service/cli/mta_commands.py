@@ -172,7 +172,8 @@ def cmd_milter(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit codes: 0-4 the verdict (``EXIT_CODES``), 65 an empty message, 75 unavailable in tempfail
-    mode, 78 configuration (also no standard input to read)."""
+    mode, 78 configuration (also no standard input to read, and a server refusal that means the hook's
+    configuration: ``_CONFIGURATION_STATUSES``)."""
     from spamgate.service.mta.plan import (
         header_line_end,
         header_lines,
@@ -197,6 +198,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:  # one that shows only on the first call is no outage either
         return _configuration_error(exc)
     except Exception as exc:  # the filter failed on this message: the fail mode decides
+        refused = _refused_as_configured(exc)
+        if refused is not None:
+            return _configuration_error(refused)
         why = _failure(exc)
         if args.fail_mode == "tempfail":
             print(f"spamgate check: spam filter unavailable ({why}); exit 75, retry later", file=sys.stderr)
@@ -229,6 +233,26 @@ def _read_message() -> bytes:
 def _configuration_error(exc: ConfigurationError) -> int:
     print(f"spamgate check: configuration error: {exc}", file=sys.stderr)
     return exit_code(exc)
+
+
+# Statuses that say the hook is set up wrong, not that the service is down: a token the server does
+# not know or whose role may not classify, or --max-bytes above the server's own limit (the message is
+# refused as too large: INVALID_ARGUMENT naming the limit). Under the fail mode they were an outage: in
+# tempfail mode every message was deferred until its queue lifetime ran out with a log line saying
+# "unavailable", in open mode every message passed unscanned. They exit 78 (EX_CONFIG) with what the
+# server said, as every other configuration error of the hook does; Postfix's pipe(8) defers on 78 too.
+_CONFIGURATION_STATUSES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT")
+
+
+def _refused_as_configured(exc: BaseException) -> ConfigurationError | None:
+    """A ``ConfigProblem`` for a server refusal that means the hook's configuration, else None."""
+    import grpc
+
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        code = exc.code()
+        if code is not None and code.name in _CONFIGURATION_STATUSES:
+            return ConfigProblem(f"the server refused the call: {_failure(exc)}")
+    return None
 
 
 def _failure(exc: BaseException) -> str:

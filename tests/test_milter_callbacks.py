@@ -148,3 +148,51 @@ def test_calls_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
             break
         threading.Event().wait(0.05)
     assert m._Shared.inflight._value == 2
+
+
+class _Refusing(_FakeClient):
+    """A server that answers every call with one gRPC status."""
+
+    def __init__(self, code: Any) -> None:
+        super().__init__(pb.ClassifyResponse())
+        self.code = code
+
+    def classify(self, raw: bytes, env: Any, correlation_id: str = "", timeout: float = 0.0) -> Any:
+        import grpc
+
+        code = self.code
+
+        class _Refusal(grpc.RpcError):
+            def code(self) -> Any:
+                return code
+
+            def details(self) -> str:
+                return "refused"
+
+        raise _Refusal()
+
+
+@pytest.mark.parametrize("name", ["UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT"])
+def test_a_refusal_that_means_configuration_is_451_in_open_mode_too(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A token the server does not know (or a size it refuses) is the milter's configuration: in open
+    mode it had passed every message unscanned, as if the service were down."""
+    import grpc
+
+    monkeypatch.setattr(m._Shared, "client", _Refusing(getattr(grpc.StatusCode, name)))
+    monkeypatch.setattr(m._Shared, "config", m.MilterConfig(timeout=1.0, fail_mode="open"))
+    mil = _Recorded()
+    assert _feed(mil, [("From", b"a@example.org")], b"x\r\n") == Milter.TEMPFAIL
+    assert ("setreply", "451", "4.7.1", "Spam filter misconfigured, try again later") in mil.calls
+    assert not [c for c in mil.calls if c[0] == "addheader"]  # nothing passed "not scanned"
+
+
+def test_an_outage_still_follows_the_fail_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    import grpc
+
+    monkeypatch.setattr(m._Shared, "client", _Refusing(grpc.StatusCode.UNAVAILABLE))
+    monkeypatch.setattr(m._Shared, "config", m.MilterConfig(timeout=1.0, fail_mode="open"))
+    mil = _Recorded()
+    assert _feed(mil, [("From", b"a@example.org")], b"x\r\n") == Milter.ACCEPT
+    assert any(c[0] == "addheader" and "not scanned" in str(c) for c in mil.calls)

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from spamgate.model.errors import ConfigurationError, SpamgateError
 from spamgate.model.exit_codes import EX_CONFIG, EX_TEMPFAIL, exit_code
 from spamgate.service.cli.client_args import add_client_options, client_options
-from spamgate.service.mta.plan import FAIL_MODES
+from spamgate.service.mta.plan import CONFIGURATION_STATUSES, FAIL_MODES
 
 # Exit codes of ``spamgate check`` (procmail/maildrop branch on them); 75 and 78 as model.exit_codes.
 EXIT_CODES = {"DELIVER": 0, "TAG": 1, "REROUTE": 2, "REJECT": 3, "DELETE": 4}
@@ -173,7 +173,7 @@ def cmd_milter(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit codes: 0-4 the verdict (``EXIT_CODES``), 65 an empty message, 75 unavailable in tempfail
     mode, 78 configuration (also no standard input to read, and a server refusal that means the hook's
-    configuration: ``_CONFIGURATION_STATUSES``)."""
+    configuration: ``service.mta.plan.CONFIGURATION_STATUSES``)."""
     from spamgate.service.mta.plan import (
         header_line_end,
         header_lines,
@@ -235,22 +235,13 @@ def _configuration_error(exc: ConfigurationError) -> int:
     return exit_code(exc)
 
 
-# Statuses that say the hook is set up wrong, not that the service is down: a token the server does
-# not know or whose role may not classify, or --max-bytes above the server's own limit (the message is
-# refused as too large: INVALID_ARGUMENT naming the limit). Under the fail mode they were an outage: in
-# tempfail mode every message was deferred until its queue lifetime ran out with a log line saying
-# "unavailable", in open mode every message passed unscanned. They exit 78 (EX_CONFIG) with what the
-# server said, as every other configuration error of the hook does; Postfix's pipe(8) defers on 78 too.
-_CONFIGURATION_STATUSES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT")
-
-
 def _refused_as_configured(exc: BaseException) -> ConfigurationError | None:
     """A ``ConfigProblem`` for a server refusal that means the hook's configuration, else None."""
     import grpc
 
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         code = exc.code()
-        if code is not None and code.name in _CONFIGURATION_STATUSES:
+        if code is not None and code.name in CONFIGURATION_STATUSES:
             return ConfigProblem(f"the server refused the call: {_failure(exc)}")
     return None
 

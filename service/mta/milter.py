@@ -27,7 +27,14 @@ import Milter
 from spamgate.model.mime import is_mail_field
 from spamgate.service.api.client import SpamGateClient, envelope
 from spamgate.service.api.proto_convert import verdict_from_proto
-from spamgate.service.mta.plan import FAIL_MODES, ORIGINAL_RCPT_HEADER, plan, tagged_subject, unscanned_status
+from spamgate.service.mta.plan import (
+    CONFIGURATION_STATUSES,
+    FAIL_MODES,
+    ORIGINAL_RCPT_HEADER,
+    plan,
+    tagged_subject,
+    unscanned_status,
+)
 
 log = logging.getLogger("spamgate.milter")
 
@@ -214,7 +221,10 @@ class SpamgateMilter(Milter.Base):
         except FutureTimeout:
             return self._failed("timed out")
         except grpc.RpcError as exc:
-            return self._failed(f"{exc.code().name}: {exc.details()}")
+            code = exc.code()
+            if code is not None and code.name in CONFIGURATION_STATUSES:
+                return self._misconfigured(f"{code.name}: {exc.details()}")
+            return self._failed(f"{code.name if code is not None else 'UNKNOWN'}: {exc.details()}")
         except Exception as exc:  # never let a milter error bounce or block mail
             return self._failed(type(exc).__name__)
         p = plan(resp, cfg.status_header)
@@ -251,6 +261,14 @@ class SpamgateMilter(Milter.Base):
                 self.delrcpt(f"<{r}>")
             self.addrcpt(f"<{p.reroute_to}>")
         return Milter.ACCEPT
+
+    def _misconfigured(self, why: str) -> int:
+        """The server refused the call as set up wrong (``CONFIGURATION_STATUSES``): 451 in either fail
+        mode. In open mode such a refusal had passed every message unscanned, the way an outage does;
+        a configuration error is not an outage (``spamgate check`` exits 78 on the same refusals)."""
+        log.error("spamgate refused the call: configuration", extra={"queue_id": self.queue_id, "why": why})
+        self.setreply("451", "4.7.1", "Spam filter misconfigured, try again later")
+        return Milter.TEMPFAIL
 
     def _failed(self, why: str) -> int:
         cfg = _Shared.config

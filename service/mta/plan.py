@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from spamgate.service.scoring.verdict import Verdict
 
 FAIL_MODES = ("open", "tempfail")
+# Server refusals that say the hook is set up wrong, not that the service is down: a token the server
+# does not know or whose role may not classify, or a message size or policy name the server refuses
+# (--max-bytes above its max_message_bytes). No fail mode applies to them: ``spamgate check`` exits 78,
+# the milter answers 451 (in open mode they had passed every message unscanned, in tempfail mode they
+# were logged as "unavailable"). Classify's INVALID_ARGUMENT comes from no message content: size, an
+# empty message (both hooks refuse that before asking) and the policy name.
+CONFIGURATION_STATUSES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT")
 STATUS_HEADER = "X-Spam-Status"
 ORIGINAL_RCPT_HEADER = "X-Spam-Original-Recipients"
 

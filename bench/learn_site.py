@@ -378,7 +378,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     if (FEATURES, TRAINING) != (SITE_FEATURES, SITE_TRAINING):
         # The simulated retrains below fit the bundled recipe on rows featurised once with it; `spamgate
-        # retrain` fits the bundled model's site_recipe (training.train.retrain_recipe). While the two
+        # retrain` fits the bundled model's site_recipe (training.retrain.retrain_recipe). While the two
         # are the same recipe the figures are the product's; when they differ, this bench needs rows of
         # both before its figures mean anything.
         raise SystemExit(

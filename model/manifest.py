@@ -141,9 +141,9 @@ class Manifest:
     corpora: tuple[str, ...]  # "name (ham/spam)"
     train_config: Mapping[str, Any]
     # The recipe ``spamgate retrain`` fits at a site when this model is the one it starts from
-    # (``site_recipe`` in the manifest: ``features``, ``train_config``); None: the model's own. The
-    # bundled model's recipe is chosen for sites it never saw, and costs ranking within a site
-    # (training.default_model), so it names the recipe a site's own retrain should use instead.
+    # (``site_recipe`` in the manifest: ``features``, ``train_config``); None: the model's own. A
+    # bundled recipe chosen for sites it never saw can cost ranking within a site (BENCHMARKS.md, "A
+    # day-0 recipe"), so the bundled model names the recipe a site's own retrain should use.
     site_recipe_features: Mapping[str, Any] | None
     site_recipe_train_config: Mapping[str, Any] | None
     validation_one_minus_roca_pct: float

@@ -61,9 +61,9 @@ class TokenConfig:
     cjk_ngram: int = 2
     max_word_len: int = 30
     max_body_words: int = 3000
-    # Both on for a model trained at its own site, off for the bundled (day-0) model. Which header
-    # fields and MIME types a message carries is which MUA, list server and gateway the training
-    # sites ran: learned there, it is wrong at the next site. Left out, the bundled recipe ranked a
+    # Both on by default, and in the bundled model. Off is for a recipe meant for sites it never saw
+    # (bench/day0_variants.py, variants nhc_*): which header fields and MIME types a message carries
+    # is which MUA, list server and gateway the training sites ran. Left out, the bundled recipe ranked a
     # left-out site's mail better (1-ROCA% fitted without it: trec07p 2.97 -> 2.55, Enron-Spam 15.7
     # -> 15.0) while S1 and S2 trained on their own mail did not move (0.0087 / 0.0277 -> 0.0086 /
     # 0.0268): bench/day0_variants.py, variants base and no_hn_ct (BENCHMARKS.md, "Recipe variants").

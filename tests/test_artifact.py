@@ -193,10 +193,10 @@ def test_the_manifest_is_read_typed(tmp_path: Path) -> None:
 
 def test_a_retrain_uses_the_site_recipe_the_model_names(tmp_path: Path) -> None:
     """The bundled model's recipe is chosen for sites it never saw; a site's own retrain starting
-    from it fits the recipe its manifest names instead (training.train.retrain_recipe)."""
+    from it fits the recipe its manifest names instead (training.retrain.retrain_recipe)."""
     from spamgate.model.tokens import TokenConfig
     from spamgate.training.fit import TrainConfig
-    from spamgate.training.train import retrain_recipe
+    from spamgate.training.retrain import retrain_recipe
 
     path = _write(tmp_path)
     assert retrain_recipe(load_artifact(path)) == (CFG, TrainConfig())
@@ -217,7 +217,7 @@ def test_a_retrain_uses_the_site_recipe_the_model_names(tmp_path: Path) -> None:
 def test_the_bundled_model_names_the_site_recipe() -> None:
     """make default-model records the within-site recipe for retrains (training.default_model)."""
     from spamgate.training.default_model import SITE_FEATURES, SITE_TRAINING
-    from spamgate.training.train import retrain_recipe
+    from spamgate.training.retrain import retrain_recipe
 
     assert retrain_recipe(load_artifact(bundled_model_path())) == (SITE_FEATURES, SITE_TRAINING)
 
@@ -262,7 +262,7 @@ def test_a_feature_config_of_the_wrong_types_is_refused_at_load(
 def test_a_site_recipe_of_the_wrong_types_is_a_clear_error(tmp_path: Path, recipe: dict[str, object]) -> None:
     """Each of these passed retrain_recipe and ended `spamgate retrain` in a traceback (or a fit
     error) after featurising everything."""
-    from spamgate.training.train import retrain_recipe
+    from spamgate.training.retrain import retrain_recipe
 
     path = _write(tmp_path)
     _tamper_manifest(path, {"site_recipe": recipe})
@@ -271,7 +271,7 @@ def test_a_site_recipe_of_the_wrong_types_is_a_clear_error(tmp_path: Path, recip
 
 
 def test_the_models_own_train_config_is_a_clear_error_too(tmp_path: Path) -> None:
-    from spamgate.training.train import retrain_recipe
+    from spamgate.training.retrain import retrain_recipe
 
     path = _write(tmp_path)
     m = json.loads((path / "manifest.json").read_text())

@@ -50,7 +50,7 @@ CORPORA = ("spamassassin", "trec07p_dev", "csdmc2010", "enron_spam")
 FEATURES = FeatureConfig()
 TRAINING = TrainConfig(cv_shuffle=True)
 # The recipe `spamgate retrain` fits when it starts from the bundled model (manifest site_recipe;
-# training.train.retrain_recipe): the defaults, which rank a site's own mail best (a day-0 recipe
+# training.retrain.retrain_recipe): the defaults, which rank a site's own mail best (a day-0 recipe
 # costs within a site: S1 1-ROCA% 0.0087 -> 0.0514, S2 0.0277 -> 0.0406).
 SITE_FEATURES = FeatureConfig()
 SITE_TRAINING = TrainConfig(cv_shuffle=True)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from spamgate.model.artifact import Artifact, LinearModel, write_artifact
+from spamgate.model.artifact import Artifact, ArtifactError, LinearModel, write_artifact
 from spamgate.model.features import FeatureConfig, FeatureExtractor
 from spamgate.model.labelled import LabelledMessage, Report
 from spamgate.model.manifest import OperatingPoint, points_from_dicts
@@ -190,6 +190,30 @@ def reference_model(active: Artifact | None) -> tuple[Artifact, str]:
     from spamgate.model.bundled import bundled_model_path
 
     return load_artifact(bundled_model_path()), "bundled"
+
+
+def retrain_recipe(active: Artifact | None) -> tuple[FeatureConfig, TrainConfig]:
+    """The features and fitting ``spamgate retrain`` uses, starting from ``active``.
+
+    The model's ``site_recipe`` when its manifest names one (a bundled model whose own recipe was
+    chosen for sites it never saw names the recipe that ranks a site's own mail best:
+    ``training.default_model``), else the model's own recipe. No active model: the reference
+    (``reference_model``), the bundled model, whose site recipe it then is; it was the defaults,
+    which differ from it (``cv_shuffle``), so a site's first retrain fitted another recipe than the
+    same retrain with the bundled model copied into the registry. Raises ``ArtifactError`` when the
+    recorded recipe is not one this version can build (an unknown field, or a value of the wrong
+    type or out of range).
+    """
+    model, _ = reference_model(active)
+    info = model.info
+    features, training = info.site_recipe_features, info.site_recipe_train_config
+    try:
+        if features is None or training is None:
+            return model.features, TrainConfig.from_dict(info.train_config)
+        return FeatureConfig.from_dict(dict(features)), TrainConfig.from_dict(training)
+    except (TypeError, ValueError) as exc:
+        what = "training.train_config" if features is None or training is None else "site_recipe"
+        raise ArtifactError(f"model {info.version}: {what} cannot be used: {exc}") from exc
 
 
 def retrain(

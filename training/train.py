@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from spamgate.model.artifact import Artifact, ArtifactError, write_artifact
+from spamgate.model.artifact import write_artifact
 from spamgate.model.features import FeatureConfig
 from spamgate.model.labelled import LabelledMessage
 from spamgate.model.training_filter import TRAINING_DIGESTS, digest_keys
@@ -153,7 +153,7 @@ def train(
     ``new_site`` (two or more corpora) also runs the recipe leave one corpus
     out and records new-site operating points (``training.new_site``).
     ``site_recipe``: the features and fitting a retrain at a site should use
-    instead of this model's own (``retrain_recipe``), recorded in the manifest.
+    instead of this model's own (``training.retrain.retrain_recipe``), recorded in the manifest.
     """
     t0 = time.perf_counter()
     data, corpora, sites = load_sites(specs, feature_cfg, n_jobs, progress)
@@ -212,32 +212,3 @@ def text_only_site(
 def training_filter_files(digests: list[str]) -> dict[str, bytes]:
     """The artifact file that records which messages a model trained on (``model.training_filter``)."""
     return {TRAINING_DIGESTS: filter_bytes(digest_keys(digests))}
-
-
-def retrain_recipe(active: Artifact | None) -> tuple[FeatureConfig, TrainConfig]:
-    """The features and fitting ``spamgate retrain`` uses, starting from ``active``.
-
-    The model's ``site_recipe`` when its manifest names one (the bundled model's does: its own
-    recipe is chosen for sites it never saw, ``training.default_model``), else the model's own
-    recipe. No active model: a retrain then starts from, and is judged against, the bundled model
-    (``training.retrain.reference_model``), so it is the bundled model's site recipe; it was the
-    defaults, which differ from it (``cv_shuffle``), so a site's first retrain fitted another
-    recipe than the same retrain with the bundled model copied into the registry. Raises
-    ``ArtifactError`` when the recorded recipe is not one this version can build (an unknown
-    field, or a value of the wrong type or out of range).
-    """
-    if active is None:
-        from spamgate.model.artifact import load_artifact
-        from spamgate.model.bundled import bundled_model_path
-
-        active = load_artifact(bundled_model_path())
-    info = active.info
-    features, training = info.site_recipe_features, info.site_recipe_train_config
-    own = features is None or training is None
-    try:
-        if features is None or training is None:
-            return active.features, TrainConfig.from_dict(info.train_config)
-        return FeatureConfig.from_dict(dict(features)), TrainConfig.from_dict(training)
-    except (TypeError, ValueError) as exc:
-        what = "training.train_config" if own else "site_recipe"
-        raise ArtifactError(f"model {info.version}: {what} cannot be used: {exc}") from exc

@@ -93,8 +93,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         GateConfig,
         corpus_summary,
         retrain,
+        retrain_recipe,
     )
-    from spamgate.training.train import retrain_recipe
 
     try:
         gate = GateConfig(
@@ -139,8 +139,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             )
         if not messages and not reports:
             raise CorpusError("nothing to train on: give --corpus and/or --feedback")
-        # The bundled model names the recipe a site's own retrain should use (its own is chosen for
-        # sites it never saw); any other model's recipe carries on (training.train.retrain_recipe).
+        # The recipe the model names for a site's own retrain (manifest site_recipe), else its own
+        # (training.retrain.retrain_recipe).
         features, train_cfg = retrain_recipe(active)
         args.registry.mkdir(parents=True, exist_ok=True)
         try:

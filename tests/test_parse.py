@@ -203,3 +203,33 @@ def test_urls_at_word_boundaries_only() -> None:
     text = "see WWW.Example.com/a, xhttp://no.example and Ghttp://a.example/*http://b.example/c."
     assert find_urls(text, 10) == ["WWW.Example.com/a", "http://b.example/c"]
     assert find_urls("http://a.example http://b.example", 1) == ["http://a.example"]
+
+
+# The header block ends at the first empty line however its line ends are mixed; every part of the
+# parse must agree on where (model.parse._header_block_end against model.mime's reading).
+_MIXED_HEAD = b"From: Ana <ana@example.org>\nSubject: Lista de precios\nX-Spam-Status: No, score=-9\n"
+
+
+def test_mixed_line_end_blank_line_ends_the_header_block() -> None:
+    body = b"X-Spam-Flag: YES is what the old gateway wrote, see below.\n" + b"precio 12 EUR\n" * 2000
+    view = parse_message(_MIXED_HEAD + b"\r\n" + body, ParseLimits(max_header_bytes=1024))
+    assert view.header("Subject") == "Lista de precios"
+    assert view.header("X-Spam-Status") is None  # the header's verdict line is removed
+    assert "X-Spam-Flag: YES is what the old gateway wrote" in view.text  # the body's line is not
+    assert not any(c.startswith("header_bytes>") for c in view.cut)  # the body is not header
+
+
+def test_empty_header_block_keeps_the_body_whole() -> None:
+    for start in (b"\n", b"\r\n"):
+        view = parse_message(start + b"X-Spam-Status: No\nHola, nos vemos el lunes.\n\nAna\n")
+        assert view.headers == []
+        assert "X-Spam-Status: No" in view.text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=2, max_size=2), st.binary(max_size=300))
+def test_every_line_end_mix_agrees_on_the_boundary(ends: list[bytes], body: bytes) -> None:
+    raw = b"Subject: agenda\nX-Spam-Level: ***" + ends[0] + ends[1] + b"X-Spam-Level: body\n" + body
+    view = parse_message(raw)
+    assert view.header("X-Spam-Level") is None
+    assert view.text.startswith("X-Spam-Level: body")

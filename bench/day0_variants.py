@@ -122,7 +122,7 @@ _SERVED_FAMILIES = ("hn", "ct")
 class Settings:
     """One variant as offsets from the baseline (defaults here = ``BASE_FEATURES``/``BASE_TRAINING``).
 
-    C: the SVM's C. gram_weight, heuristic_scale: ``FeatureConfig.byte_ngram_weight`` and
+    C: the fit's C. gram_weight, heuristic_scale: ``FeatureConfig.byte_ngram_weight`` and
     ``heuristic_scale``. drop_families: token families left out (prefix before ':', e.g. ``hn``
     header names, ``ct`` content types). drop_heuristics: heuristic columns left out.
     header_window: the header block's byte n-grams over the whole header window (``all``, as
@@ -130,10 +130,12 @@ class Settings:
     the two windows' share of the n-gram block (0 drops one; a gram in both windows counts once,
     in the header block, as in served rows). weights: per-row weights (``class_per_corpus``: ham
     and spam weigh the same within each corpus, corpora keep their size; ``cell_equal``: every
-    (corpus, class) the same total; ``corpus_equal``: every corpus the same total).
+    (corpus, class) the same total; ``corpus_equal``: every corpus the same total). loss:
+    ``TrainConfig.loss`` (``svm`` as shipped, or ``log``, logistic regression solved exactly).
     """
 
     C: float = BASE_TRAINING.C
+    loss: str = BASE_TRAINING.loss
     gram_weight: float = BASE_FEATURES.byte_ngram_weight
     heuristic_scale: float = BASE_FEATURES.heuristic_scale
     drop_families: tuple[str, ...] = ()
@@ -177,7 +179,7 @@ class Settings:
         )
 
     def train_config(self) -> TrainConfig:
-        return replace(BASE_TRAINING, C=self.C)
+        return replace(BASE_TRAINING, C=self.C, loss=self.loss)
 
     @property
     def served_rows(self) -> bool:
@@ -258,6 +260,15 @@ VARIANTS: dict[str, tuple[str, Settings]] = {
     "C0.1_gw1_h0.3": (
         "C 0.1, n-gram block 1.0, heuristics 0.3 (FeatureConfig/TrainConfig fields only)",
         Settings(C=0.1, gram_weight=1.0, heuristic_scale=0.3),
+    ),
+    # Logistic loss (seventh session): stage 7 chose the SVM within a site; at a new site?
+    "log": ("logistic loss, C 1", Settings(loss="log")),
+    "log_C3": ("logistic loss, C 3", Settings(loss="log", C=3.0)),
+    "log_C0.3": ("logistic loss, C 0.3", Settings(loss="log", C=0.3)),
+    "log_no_hn_ct": ("logistic loss, C 1, no hn: or ct: tokens", Settings(loss="log", drop_families=_NHC)),
+    "log_C3_no_hn_ct": (
+        "logistic loss, C 3, no hn: or ct: tokens",
+        Settings(loss="log", C=3.0, drop_families=_NHC),
     ),
 }
 

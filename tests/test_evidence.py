@@ -76,6 +76,26 @@ def test_thin_messages_land_in_the_middle_band_below_the_day0_tag_point(scorer: 
     assert scorer.probabilities([raw])[0] == pytest.approx(s.probability, abs=1e-6)
 
 
+# Thin mail the bundled model, without the rule, scores over its own day-0 TAG point: a note whose
+# subject and body are both "hi" words (0.999 without the rule) and a two-word body with no Subject
+# (0.977). TWO_WORDS and REMINDER above happen to score 0.50 and 0.06 without it, so they alone
+# would not notice the rule gone or its band widened (audit, seventh session).
+HARD_THIN = {
+    "hi-there": b"From: a@example.org\nTo: b@example.net\nSubject: hi\n\nhi there\n",
+    "no-subject": b"From: a@example.org\nTo: b@example.net\n\ntest test\n",
+}
+
+
+@pytest.mark.parametrize("raw", list(HARD_THIN.values()), ids=list(HARD_THIN))
+def test_thin_mail_the_intercept_would_tag_stays_below_the_day0_tag_point(scorer: Scorer, raw: bytes) -> None:
+    from spamgate.model.evidence import OFF
+
+    tag = _day0_tag_point(scorer)
+    assert Scorer(scorer.artifact, evidence=OFF).score(raw).probability >= tag  # a hard case, still
+    s = scorer.score(raw)
+    assert s.thin and DEFAULT_RULE.low <= s.probability <= DEFAULT_RULE.high < tag
+
+
 def test_ordinary_mail_is_not_thin(scorer: Scorer) -> None:
     s = scorer.score(make())
     assert not s.thin and s.content_evidence >= DEFAULT_RULE.min_content

@@ -130,6 +130,14 @@ def test_unfamiliar_mail_is_capped_at_unfamiliar_max_action(
     assert not familiar.unfamiliar and familiar.action == Action.REJECT
 
 
+def test_a_fresh_install_caps_unfamiliar_mail_at_tag(tmp_path: Path) -> None:
+    """The built-in policy (no policy file) and a policy file that does not name the key agree: TAG."""
+    unnamed = tmp_path / "unnamed.toml"
+    unnamed.write_text('sensitivity = "balanced"\n')
+    assert PolicyHolder(None).current().unfamiliar_max_action == Action.TAG
+    assert parse_policy(unnamed).unfamiliar_max_action == Action.TAG
+
+
 def test_unfamiliar_verdicts_are_counted(bundled_holder: ModelHolder) -> None:
     engine = Engine(bundled_holder, PolicyHolder(None), 1 << 24)
     engine.classify(Request(message=(SET / "ham" / "zh" / "01-business.eml").read_bytes()), "test")

@@ -402,6 +402,14 @@ def day0(y: np.ndarray, probs: np.ndarray, acts: np.ndarray, unfamiliar: np.ndar
         "spam_rerouted_or_worse": int((spam >= Action.REROUTE).sum()),
         "one_minus_roca_pct": metrics.one_minus_roca_pct(y, probs) if n_ham and n_spam else None,
     }
+    # Calibration at the site (issue 14: "thresholds and calibration ... measured at sites it was not
+    # trained on"): ECE over ten equal-width bins, and calibration in the large (mean p against the
+    # site's spam share), which a site whose spam share differs from the training mail's moves.
+    if n_ham + n_spam:
+        out["ece"] = metrics.expected_calibration_error(y, probs)
+        out["mean_p"] = float(np.mean(probs))
+        out["spam_share"] = n_spam / (n_ham + n_spam)
+        out["reliability"] = metrics.reliability_table(y, probs)
     for k in ("ham_delivered", "ham_tagged", "ham_rerouted_or_worse"):
         out[k + "_frac"] = out[k] / n_ham if n_ham else None
     out["spam_caught_frac"] = out["spam_caught"] / n_spam if n_spam else None
@@ -615,6 +623,12 @@ def _thresholds(p: dict[str, float]) -> str:
     return " / ".join("off" if p.get(a) is None else f"{p[a]:.4g}" for a in ("TAG", "REROUTE", "REJECT"))
 
 
+def _calibration(f: dict[str, Any]) -> str:
+    if f.get("ece") is None:
+        return "-"
+    return f"{f['ece']:.3f} ({f['mean_p']:.3f} / {f['spam_share']:.3f})"
+
+
 def render(results: dict[str, Any], command: str) -> str:
     sites = results["sites"]
     lines = [
@@ -633,9 +647,9 @@ def render(results: dict[str, Any], command: str) -> str:
         "`training.new_site`), unfamiliar mail capped at TAG. Spam caught = any action above DELIVER.",
         "",
         "| new site | ham / spam scored | ham delivered | ham tagged | ham rerouted or worse | spam caught "
-        "| spam rerouted or worse | 1-ROCA% | ham flagged unfamiliar "
+        "| spam rerouted or worse | 1-ROCA% | ham flagged unfamiliar | ECE (mean p / spam share) "
         "| TAG / REROUTE / REJECT at p ≥ (set by) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, r in sites.items():
         f = r["spamgate"]
@@ -646,7 +660,7 @@ def render(results: dict[str, Any], command: str) -> str:
             f"| {_pct(f['ham_rerouted_or_worse_frac'], 2)} ({f['ham_rerouted_or_worse']}) "
             f"| {_pct(f['spam_caught_frac'])} | {_pct(f.get('spam_rerouted_or_worse_frac'))} "
             f"| {_roca(f['one_minus_roca_pct'])} | {_pct(f.get('ham_unfamiliar_frac'), 2)} "
-            f"| {_thresholds(th['p'])} ({', '.join(sorted(set(th['set_by'])))}) |"
+            f"| {_calibration(f)} | {_thresholds(th['p'])} ({', '.join(sorted(set(th['set_by'])))}) |"
         )
     sa_rows = [(n, r) for n, r in sites.items() if "sample" in r]
     if MULTI in results:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench.new_site import (
     _balanced_sample,
@@ -91,3 +92,15 @@ def test_header_break_added_only_where_headers_run_into_the_body() -> None:
     assert with_header_break(b"Subject: a\n  folded\nbody\n") == b"Subject: a\n  folded\n\nbody\n"
     assert with_header_break(b"Subject: a\n\nbody\n") is None
     assert with_header_break(b"no header at all\n") is None
+
+
+def test_day0_reports_calibration_at_the_site() -> None:
+    """ECE and calibration in the large: a site whose mail the probabilities overstate says so."""
+    y = np.array([0, 0, 0, 0, 1, 1])
+    acts = np.full(6, Action.DELIVER)
+    honest = day0(y, np.array([0.05, 0.05, 0.05, 0.05, 0.95, 0.95]), acts, np.zeros(0, bool))
+    assert honest["ece"] == pytest.approx(0.05) and honest["spam_share"] == pytest.approx(1 / 3)
+    overstated = day0(y, np.array([0.75, 0.75, 0.75, 0.75, 0.95, 0.95]), acts, np.zeros(0, bool))
+    assert overstated["ece"] == pytest.approx((4 * 0.75 + 2 * 0.05) / 6)
+    assert overstated["mean_p"] == pytest.approx((4 * 0.75 + 2 * 0.95) / 6)
+    assert sum(r["count"] for r in overstated["reliability"]) == 6

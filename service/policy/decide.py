@@ -15,8 +15,10 @@ from spamgate.model.parse import parse_address
 from spamgate.service.policy.lists import address_domain, canonical_domain
 from spamgate.service.policy.settings import Action, Policy, Settings
 
-_AR_METHOD = re.compile(r"\b(dmarc|dkim)\s*=\s*pass\b([^;]*)", re.IGNORECASE)
-_AR_PROP = re.compile(r"header\.(from|d)\s*=\s*([^\s;()]+)", re.IGNORECASE)
+# One ``name=value`` of an Authentication-Results resinfo (RFC 8601 2.2), comments already removed: the
+# value runs on through quoted strings (``smtp.mailfrom="a b"@host`` is one value) to a blank or ";".
+_AR_PAIR = re.compile(r'\s*([^\s=;"]+)\s*=\s*((?:"(?:[^"\\]|\\.)*"?|[^\s;"]+)*)', re.DOTALL)
+_AR_PROOF = {"dmarc": "header.from", "dkim": "header.d"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,14 @@ def authenticated_from_domains(headers: list[tuple[str, str]], trusted: frozense
 
     Only ``Authentication-Results`` headers whose authserv-id (the part before
     the first ``;``) is in ``trusted`` count: anyone can write such a header,
-    only the admin's own border hosts are believed.
+    only the admin's own border hosts are believed. Those hosts copy text the
+    sender chose into it (the envelope sender as ``smtp.mailfrom`` and in the
+    SPF comment, the HELO name as ``smtp.helo``), so the header is read as
+    RFC 8601 lays it out, never searched: comments dropped, then per result
+    (``;``-separated) the method and result first, then its ``name=value``
+    properties, a quoted string staying inside the value it belongs to. A
+    regex over the whole text took ``smtp.helo=dkim=pass.header.d=bank.example``
+    for a DKIM pass of bank.example (adversarial review, tests/test_policy_adversarial.py).
     """
     out: set[str] = set()
     if not trusted:
@@ -51,14 +60,88 @@ def authenticated_from_domains(headers: list[tuple[str, str]], trusted: frozense
     for name, value in headers:
         if name.lower() != "authentication-results":
             continue
-        authserv, _, results = value.partition(";")
+        authserv, _, results = _without_comments(value).partition(";")
         ident = authserv.split()[0].lower() if authserv.split() else ""
         if ident not in trusted:
             continue
-        for m in _AR_METHOD.finditer(results):
-            for prop in _AR_PROP.finditer(m.group(2)):
-                out.add(canonical_domain(prop.group(2).strip().strip("@").split("@")[-1]))
+        for resinfo in _split_results(results):
+            pairs = _pairs(resinfo)
+            if not pairs or pairs[0][1].lower() != "pass" or pairs[0][0] not in _AR_PROOF:
+                continue
+            for key, val in pairs[1:]:
+                if key == _AR_PROOF[pairs[0][0]] and val:
+                    out.add(canonical_domain(val.strip().strip("@").split("@")[-1]))
     return out
+
+
+def _without_comments(text: str) -> str:
+    """``text`` with its RFC 5322 comments (nested, with quoted pairs) each replaced by a blank.
+
+    Quoted strings are kept whole: a ``(`` inside one opens no comment.
+    """
+    out: list[str] = []
+    depth, quoted, escaped = 0, False, False
+    for ch in text:
+        if escaped:
+            escaped = False
+            if not depth:
+                out.append(ch)
+        elif ch == "\\" and (quoted or depth):
+            escaped = True
+            if not depth:
+                out.append(ch)
+        elif depth:
+            depth += 1 if ch == "(" else -1 if ch == ")" else 0
+            if not depth:
+                out.append(" ")
+        elif quoted:
+            quoted = ch != '"'
+            out.append(ch)
+        elif ch == "(":
+            depth = 1
+        else:
+            quoted = ch == '"'
+            out.append(ch)
+    return "".join(out)
+
+
+def _split_results(results: str) -> list[str]:
+    """The ``;``-separated results, a ``;`` inside a quoted string not separating."""
+    parts, start, quoted, escaped = [], 0, False, False
+    for i, ch in enumerate(results):
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            parts.append(results[start:i])
+            start = i + 1
+    parts.append(results[start:])
+    return parts
+
+
+def _pairs(resinfo: str) -> list[tuple[str, str]]:
+    """The ``name=value`` pairs of one result, in order, names lower-cased, values unquoted.
+
+    They must follow each other from the start: text that is no pair ends the result there, so a
+    pair cannot be picked out of the middle of something else.
+    """
+    out, pos = [], 0
+    while m := _AR_PAIR.match(resinfo, pos):
+        if not m.group(0):
+            break
+        out.append((m.group(1).lower(), _unquoted(m.group(2))))
+        pos = m.end()
+    return out
+
+
+def _unquoted(value: str) -> str:
+    """A value that is one quoted string, as its content (``header.d="bank.example"``); else as written."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
 
 
 def from_header_allowed(policy: Policy, headers: list[tuple[str, str]], from_domain: str) -> str | None:
@@ -72,15 +155,36 @@ def from_header_allowed(policy: Policy, headers: list[tuple[str, str]], from_dom
     return f"from_header_domain {hit} (authenticated)" if from_domain in verified else None
 
 
+def from_header_blocked(policy: Policy, from_domain: str) -> str | None:
+    """Block by From-header domain: no authentication asked, a forged From only blocks the forger's mail.
+
+    ``[block] from_header_domains`` was accepted by the parser (the README gives ``[block]`` the same
+    keys as ``[allow]``) and then never looked at: a listed domain's mail was scanned as any other.
+    """
+    if not from_domain or not len(policy.block.from_header_domains):
+        return None
+    hit = policy.block.from_header_domains.match(from_domain)
+    return f"from_header_domain {hit}" if hit else None
+
+
 def recipient_groups(
     policy: Policy,
     client_ip: str,
     mail_from: str,
     recipients: tuple[str, ...],
     from_check: Callable[[], str | None],
+    block_from_check: Callable[[], str | None] | None = None,
 ) -> list[Group]:
-    """Split recipients by (section, list decision), in the documented precedence."""
-    block_sender = policy.block.match_ip(client_ip) or policy.block.match_sender(mail_from)
+    """Split recipients by (section, list decision), in the documented precedence.
+
+    ``from_check`` and ``block_from_check`` answer the allow and block lists' From-header domains
+    (they read the message, so only when asked).
+    """
+    block_sender = (
+        policy.block.match_ip(client_ip)
+        or policy.block.match_sender(mail_from)
+        or (block_from_check() if block_from_check is not None else None)
+    )
     allow_sender_cache: list[str | None] = []
 
     def allow_sender() -> str | None:

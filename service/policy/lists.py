@@ -25,6 +25,7 @@ from __future__ import annotations
 import encodings.idna
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -36,7 +37,18 @@ _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/
 _DOTTED_QUAD = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
 
 
+# IDNA2008's deviation characters: Python's codec is IDNA2003, which maps them away (ß → ss, ς → σ,
+# the joiners to nothing), yet under IDNA2008 (registries, browsers, UTS 46 nontransitional) straße is
+# its own domain, xn--strae-oqa. So the A-label entry "xn--strae-oqa.example" missed the sender
+# "x@straße.example" (read as strasse.example), and "strasse.example" matched a look-alike owned by
+# someone else (adversarial review).
+_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
+
+
 def _ascii_label(label: str) -> str:
+    mapped = unicodedata.normalize("NFKC", label).lower()
+    if _DEVIATIONS.intersection(mapped):
+        return "xn--" + unicodedata.normalize("NFC", mapped).encode("punycode").decode("ascii")
     try:
         return encodings.idna.ToASCII(label).decode("ascii").lower()
     except UnicodeError:
@@ -51,7 +63,9 @@ def canonical_domain(domain: str) -> str:
     """
     # The ideographic and fullwidth full stops are label separators too (IDNA): "evil.example。"
     # kept its trailing dot when the dots were stripped before they were read as dots.
-    d = _DOTS.sub(".", domain.strip()).rstrip(".").lower()
+    # A capital sigma is a small sigma (UTS 46); str.lower makes a final one the final sigma ς, which
+    # IDNA2008 keeps apart (_DEVIATIONS), so "ΣΊΣΥΦΟΣ" would stop matching "σίσυφοσ".
+    d = _DOTS.sub(".", domain.strip()).rstrip(".").replace("\u03a3", "\u03c3").lower()
     if d.isascii():
         return d
     return ".".join(_ascii_label(x) if not x.isascii() else x for x in d.split("."))

@@ -26,6 +26,7 @@ from spamgate.service.policy.decide import (
     decide_groups,
     from_domain_of,
     from_header_allowed,
+    from_header_blocked,
     recipient_groups,
 )
 from spamgate.service.policy.settings import Action, Policy, Settings
@@ -201,7 +202,18 @@ def build_verdict(
             log.warning("From header not readable for the allow list", extra={"cid": request.correlation_id})
             return None
 
-    groups = recipient_groups(policy, env.client_ip, env.mail_from, env.rcpt_to, from_check)
+    def block_from_check() -> str | None:
+        if not len(policy.block.from_header_domains):
+            return None
+        try:
+            return from_header_blocked(
+                policy, from_domain_of(parse_message(request.message, _HEADER_LIMITS).headers)
+            )
+        except Exception:  # unreadable: the block list cannot match, the model still scans the mail
+            log.warning("From header not readable for the block list", extra={"cid": request.correlation_id})
+            return None
+
+    groups = recipient_groups(policy, env.client_ip, env.mail_from, env.rcpt_to, from_check, block_from_check)
     needs_model = any(g.list_action is None for g in groups)
     probability: float | None = None
     reasons: tuple[Reason, ...] = ()

@@ -284,3 +284,42 @@ def test_a_lax_recipient_does_not_relax_the_others(tmp_path: Path) -> None:
         )
         assert by_rcpt["x@lax.example.net"].policy == "lax"
         assert by_rcpt["abuse@example.net"].list_action == Action.DELIVER
+
+
+MARKED_SECTIONS = """\
+[thresholds]
+tag = 0.000001
+reroute = "off"
+reject = "off"
+[actions]
+subject_tag = "[SPAM] "
+[[domain]]
+name = "lab"
+recipient_domains = ["lab.example.net"]
+[domain.actions]
+subject_tag = ""
+[domain.headers]
+flag = "X-Lab-Flag"
+"""
+
+
+def test_recipient_order_does_not_choose_how_the_message_is_marked(tmp_path: Path) -> None:
+    """Groups tied on the strictest action: the policy's section order decides, not RCPT TO order.
+
+    The first recipient's group used to speak, so a sender who put a recipient of a section with no
+    subject tag first took "[SPAM] " and X-Spam-Flag off bob's copy.
+    """
+    from spamgate.model.bundled import bundled_model_path
+
+    pol = _policy(tmp_path, MARKED_SECTIONS)
+    holder = ModelHolder()
+    holder.load(bundled_model_path())
+    seen = set()
+    for rcpts in (("bob@example.net", "x@lab.example.net"), ("x@lab.example.net", "bob@example.net")):
+        req = Request(message=make(), envelope=Envelope(client_ip="", mail_from="", rcpt_to=rcpts))
+        v = build_verdict(req, holder, pol, 10_000_000)
+        assert v.action == Action.TAG and {g.policy for g in v.groups} == {"default", "lab"}
+        seen.add((v.policy, v.subject_tag, tuple(n for n, _ in v.add_headers)))
+    assert len(seen) == 1
+    policy, subject_tag, headers = seen.pop()
+    assert policy == "default" and subject_tag == "[SPAM] " and "X-Lab-Flag" not in headers

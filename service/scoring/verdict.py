@@ -144,6 +144,23 @@ def _headers(
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
+def _speaker(results: Sequence[GroupResult], policy: Policy) -> GroupResult:
+    """The group that speaks for the message: the strictest action, and among groups tied on it the
+    one whose section comes first in the policy (the global section, then ``[[domain]]`` sections in
+    file order).
+
+    A milter or pipe filter marks the one message for every recipient. Ties went to the first
+    recipient, and the sender chooses the RCPT TO order: a recipient added first under a section
+    that tags without a subject tag and under another flag header took the "[SPAM] " tag and
+    X-Spam-Flag off the other recipients' copy (adversarial review, seventh session).
+    """
+    strictest = max(r.action for r in results)
+    order = {name: i for i, name in enumerate([policy.name, *(d.name for d in policy.domains)])}
+    return min(
+        (r for r in results if r.action == strictest), key=lambda r: order.get(r.policy, len(order))
+    )
+
+
 def _group_result(g: Group, p: float | None, reasons: tuple[Reason, ...], model: str) -> GroupResult:
     s = g.settings
     assert g.action is not None, "a group is decided before its result is built"
@@ -263,7 +280,7 @@ def build_verdict(
         cap = (policy.unfamiliar_max_action, unfamiliar) if unfamiliar else None
         decided = decide_groups(groups, probability, points, cap=cap)
     results = tuple(_group_result(g, probability, reasons, model_version) for g in decided)
-    top = max(results, key=lambda r: r.action)  # strictest group speaks for the message
+    top = _speaker(results, policy)
     listed = {r.list_decision for r in results}
     return Verdict(
         correlation_id=request.correlation_id,

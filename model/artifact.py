@@ -45,6 +45,10 @@ MAX_MANIFEST_DEPTH = 64
 # at n_bits 24 holds at most 2**24 float32 weights and int64 indices (~200 MB), so this bounds the
 # members' declared sizes (zipfile stops reading a member at its declared size).
 _MAX_WEIGHTS_INFLATED_BYTES = 1024 * 1024 * 1024
+# And its member count: a writer puts 7 arrays in it, but every member was opened (and loaded) before
+# the arrays were checked: 200,000 empty members in a 45 MB file took 16 s and 410 MB
+# (tests/test_artifact_adversarial.py), which at the 512 MB cap is minutes and gigabytes.
+_MAX_WEIGHTS_MEMBERS = 64
 
 
 class ArtifactError(DataError, ValueError):
@@ -76,6 +80,10 @@ class Artifact:
     manifest: dict[str, Any]
     features: FeatureConfig
     model: LinearModel
+    # sha256 of the manifest bytes this was built from ("" when not read from a folder): a signature
+    # check must be of these bytes (``check_signed``), and a scoring worker that loads the folder again
+    # must find them there, not whatever the folder holds by then (``service.scoring.pool``).
+    manifest_sha256: str = field(default="", compare=False)
     info: Manifest = field(init=False, repr=False, compare=False)
     _policy_points: tuple[OperatingPoint, ...] = field(init=False, repr=False, compare=False)
 
@@ -306,6 +314,10 @@ def load_artifact(path: Path | str) -> Artifact:
     present = {p.name for p in entries if p.name != MANIFEST}
     unlisted = present - set(files) - {"signature.ed25519"}
     _require(not unlisted, path, f"files not listed in the manifest: {sorted(unlisted)}")
+    # The weights are read once, and what was hashed is what is parsed: a file swapped between the
+    # hash and the parse (it was opened twice) served bytes the manifest, and so the signature, never
+    # covered (tests/test_artifact_adversarial.py).
+    weights = b""
     for name, digest in files.items():
         fpath = path / name
         _require(Path(name).name == name, mpath, f"file name {name!r} is not a plain name")
@@ -313,12 +325,16 @@ def load_artifact(path: Path | str) -> Artifact:
         _require(
             fpath.stat().st_size <= _MAX_FILE_BYTES, path, f"{name} is larger than {_MAX_FILE_BYTES} bytes"
         )
-        actual = sha256_file(fpath)
+        if name == WEIGHTS:
+            weights = _read_capped(fpath)
+            actual = hashlib.sha256(weights).hexdigest()
+        else:  # read (and hashed again) by whatever uses it: model.training_filter
+            actual = sha256_file(fpath)
         _require(actual == digest, path, f"{name} sha256 mismatch: manifest {digest}, file {actual}")
 
-    _check_inflated_size(path / WEIGHTS)
+    _check_inflated_size(path / WEIGHTS, weights)
     try:
-        with np.load(path / WEIGHTS, allow_pickle=False) as z:
+        with np.load(io.BytesIO(weights), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except _ARCHIVE_ERRORS as exc:
         raise ArtifactError(f"{path / WEIGHTS}: unreadable: {exc}") from exc
@@ -329,7 +345,13 @@ def load_artifact(path: Path | str) -> Artifact:
         f"manifest says calibration {manifest.get('calibration')!r}, weights hold {model.calibration.kind!r}",
     )
     try:
-        return Artifact(path=path, manifest=manifest, features=features, model=model)
+        return Artifact(
+            path=path,
+            manifest=manifest,
+            features=features,
+            model=model,
+            manifest_sha256=hashlib.sha256(raw).hexdigest(),
+        )
     except ManifestError as exc:
         raise ArtifactError(f"{mpath}: {exc}") from exc
 
@@ -340,17 +362,35 @@ def load_artifact(path: Path | str) -> Artifact:
 _ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
-def _check_inflated_size(npz: Path) -> None:
-    """Refuse a weights archive whose members would inflate past the cap (a zip bomb), or holding an
-    array whose header declares more data than its member's size: numpy allocates the declared shape
-    before reading, so a 200-byte member declaring 2**45 floats was a MemoryError, not an ArtifactError."""
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes, at most ``_MAX_FILE_BYTES`` of them (it may have grown since its size was read)."""
     try:
-        with zipfile.ZipFile(npz) as zf:
+        with path.open("rb") as fh:
+            data = fh.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable: {exc.strerror}") from exc
+    _require(len(data) <= _MAX_FILE_BYTES, path.parent, f"{path.name} is larger than {_MAX_FILE_BYTES} bytes")
+    return data
+
+
+def _check_inflated_size(npz: Path, data: bytes) -> None:
+    """Refuse a weights archive (``data``, read from ``npz``) of more members than a model has, whose
+    members would inflate past the cap (a zip bomb), or holding an array whose header declares more
+    data than its member's size: numpy allocates the declared shape before reading, so a 200-byte
+    member declaring 2**45 floats was a MemoryError, not an ArtifactError."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
             inflated = sum(info.file_size for info in infos)
-            declared = {} if inflated > _MAX_WEIGHTS_INFLATED_BYTES else _declared_bytes(zf, infos)
+            too_many = len(infos) > _MAX_WEIGHTS_MEMBERS or inflated > _MAX_WEIGHTS_INFLATED_BYTES
+            declared = {} if too_many else _declared_bytes(zf, infos)
     except _ARCHIVE_ERRORS as exc:
         raise ArtifactError(f"{npz}: unreadable: {exc}") from exc
+    _require(
+        len(infos) <= _MAX_WEIGHTS_MEMBERS,
+        npz.parent,
+        f"{npz.name} holds {len(infos)} members (a model has 7; cap {_MAX_WEIGHTS_MEMBERS})",
+    )
     _require(
         inflated <= _MAX_WEIGHTS_INFLATED_BYTES,
         npz.parent,
@@ -395,6 +435,21 @@ def _model_from_arrays(a: dict[str, np.ndarray], features: FeatureConfig, path: 
     )
     missing = [k for k in need if k not in a]
     _require(not missing, path, f"{WEIGHTS} lacks arrays {missing}")
+    # Numbers of the kinds the writer stores, one value where one is meant: a string, structured or
+    # empty array was a TypeError, IndexError or ValueError from here, not an ArtifactError, and a
+    # float column count was truncated to match (tests/test_artifact_adversarial.py).
+    for k in need:
+        ints_only = k in ("coef_index", "n_columns")
+        _require(
+            a[k].ndim == 1 and a[k].dtype.kind in ("iu" if ints_only else "iuf"),
+            path,
+            f"{WEIGHTS}: {k} is not a 1-D array of {'integers' if ints_only else 'numbers'} ({a[k].dtype})",
+        )
+    _require(
+        a["n_columns"].shape == (1,) and a["intercept"].shape == (1,),
+        path,
+        "n_columns, intercept: one value each",
+    )
     n = int(a["n_columns"][0])
     _require(n == features.n_columns, path, f"weights have {n} columns, features need {features.n_columns}")
     idx, val = a["coef_index"], a["coef_value"]

@@ -37,6 +37,11 @@ class Calibration:
         for arr in (self.params, self.x, self.y):
             if not np.all(np.isfinite(arr)):
                 raise ValueError("calibration holds non-finite numbers")
+        # np.interp needs rising breakpoints and returns whatever y holds: a table with falling x or
+        # y outside [0, 1] loaded and answered p = 7.0 (tests/test_artifact_adversarial.py). A fitted
+        # table (training.calibrate: y clipped to [1e-4, 1 - 1e-4]) always passes.
+        if self.kind == "isotonic" and (np.any(np.diff(self.x) < 0) or np.any((self.y < 0) | (self.y > 1))):
+            raise ValueError("isotonic calibration needs rising x and y in [0, 1]")
 
     @classmethod
     def platt(cls, a: float, b: float) -> Calibration:

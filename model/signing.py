@@ -10,6 +10,7 @@ bytes, base64); keys are PEM files (private key PKCS#8, public key SPKI).
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from spamgate.model import atomic
-from spamgate.model.artifact import MANIFEST, ArtifactError
+from spamgate.model.artifact import MANIFEST, Artifact, ArtifactError
 from spamgate.model.errors import ConfigurationError
 
 SIGNATURE = "signature.ed25519"
@@ -87,8 +88,12 @@ def sign_artifact(model_dir: Path, key: Ed25519PrivateKey) -> Path:
     return model_dir / SIGNATURE
 
 
-def verify_artifact(model_dir: Path, key: Ed25519PublicKey) -> None:
-    """Raise ``SignatureError`` unless the manifest carries a valid signature by ``key``."""
+def verify_artifact(model_dir: Path, key: Ed25519PublicKey) -> str:
+    """Raise ``SignatureError`` unless the manifest carries a valid signature by ``key``.
+
+    Returns the sha256 of the manifest bytes verified, for ``check_signed``: the file is read here
+    again, after (or before) whatever loaded the artifact, and may not be the same file by then.
+    """
     model_dir = Path(model_dir)
     sig_path = model_dir / SIGNATURE
     if not sig_path.is_file():
@@ -98,10 +103,29 @@ def verify_artifact(model_dir: Path, key: Ed25519PublicKey) -> None:
     except ValueError as exc:
         raise SignatureError(f"{sig_path}: not a base64 signature") from exc
     try:
-        key.verify(sig, (model_dir / MANIFEST).read_bytes())
+        manifest = (model_dir / MANIFEST).read_bytes()
+        key.verify(sig, manifest)
     except InvalidSignature as exc:
         raise SignatureError(
             f"{model_dir}: signature does not match the manifest (tampered, or another key)"
         ) from exc
     except OSError as exc:
         raise SignatureError(f"{model_dir}: cannot read manifest: {exc.strerror}") from exc
+    return hashlib.sha256(manifest).hexdigest()
+
+
+def check_signed(artifact: Artifact, verified: object) -> None:
+    """Refuse ``artifact`` unless the manifest a signature check verified (its sha256, which
+    ``verify_artifact`` returns) is the one the artifact was built from.
+
+    The check reads ``manifest.json`` again after ``load_artifact`` did: a folder whose manifest was
+    swapped back to the signed one in between passed it while the other manifest's weights served.
+    ``verified`` None: a verifier that does not say what it checked (nothing to compare).
+    """
+    if verified is None:
+        return
+    if not artifact.manifest_sha256 or verified != artifact.manifest_sha256:
+        raise SignatureError(
+            f"{artifact.path}: the manifest changed while it was being verified (signed sha256 "
+            f"{verified}, loaded {artifact.manifest_sha256 or 'unknown'}); refused"
+        )

@@ -357,7 +357,7 @@ def start_server(
     return running
 
 
-def signature_check(public_key: str) -> Callable[[Path], None]:
+def signature_check(public_key: str) -> Callable[[Path], str]:
     """A verifier refusing any artifact not signed by the key in ``public_key``."""
     from spamgate.model.signing import load_public_key, verify_artifact
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from spamgate.model import atomic
 from spamgate.model.artifact import MANIFEST, Artifact, ArtifactError, load_artifact
 from spamgate.model.errors import DataError
+from spamgate.model.signing import check_signed
 
 ACTIVE = "ACTIVE"
 HISTORY = "HISTORY"
@@ -72,7 +73,7 @@ def check_version(name: object) -> str:
 class ModelRegistry:
     """Versions under ``root``; ``verify`` (e.g. a signature check) runs before activation."""
 
-    def __init__(self, root: Path | str, verify: Callable[[Path], None] | None = None) -> None:
+    def __init__(self, root: Path | str, verify: Callable[[Path], str | None] | None = None) -> None:
         self.root = Path(root)
         self.verify = verify
 
@@ -145,7 +146,7 @@ class ModelRegistry:
                 f"{path}: manifest says version {artifact.version!r}, not the folder's name"
             )
         if self.verify is not None:
-            self.verify(path)
+            check_signed(artifact, self.verify(path))  # the manifest verified is the one loaded
         return artifact
 
     def _write_pointer(self, version: str) -> None:
@@ -222,7 +223,7 @@ class ModelRegistry:
             if expect is not None and version != expect:
                 raise RegistryError(f"{expect}: manifest says version {version!r}; refused")
             if self.verify is not None:
-                self.verify(folder)
+                check_signed(artifact, self.verify(folder))
             dest = self.root / version
             if dest.exists() or dest.is_symlink() or version in versions:
                 raise RegistryError(f"{dest} already exists")

@@ -15,6 +15,7 @@ from pathlib import Path
 from spamgate.model.artifact import load_artifact
 from spamgate.model.errors import ErrorKind, ServiceError
 from spamgate.model.scoring import Scorer
+from spamgate.model.signing import check_signed
 
 
 class NoModelError(ServiceError, RuntimeError):
@@ -27,12 +28,16 @@ class ModelHolder:
     """Holds the active scorer; ``load`` verifies a new one beside the old, then switches."""
 
     def __init__(
-        self, limit_overrides: dict[str, int] | None = None, verify: Callable[[Path], None] | None = None
+        self,
+        limit_overrides: dict[str, int] | None = None,
+        verify: Callable[[Path], str | None] | None = None,
     ) -> None:
         self._scorer: Scorer | None = None
         self._lock = threading.Lock()
         self._limit_overrides = dict(limit_overrides or {})
-        self.verify = verify  # e.g. an Ed25519 signature check; raises to refuse a version
+        # e.g. an Ed25519 signature check; raises to refuse a version, and returns the sha256 of the
+        # manifest it verified (``check_signed``: the one loaded, not one swapped in meanwhile)
+        self.verify = verify
         self.listeners: list[Callable[[Scorer], None]] = []
 
     def current(self) -> Scorer:
@@ -49,7 +54,7 @@ class ModelHolder:
         """Load, verify and activate a model; the old one stays active if this raises."""
         artifact = load_artifact(path)
         if self.verify is not None:
-            self.verify(Path(path))
+            check_signed(artifact, self.verify(Path(path)))
         if self._limit_overrides:
             # An admin may scan less (or more) than training did; only parsing
             # changes, the row layout stays the model's. Unset limits keep the

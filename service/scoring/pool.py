@@ -117,19 +117,24 @@ class ModelRef:
 
     The server has already verified the artifact (signature, file hashes);
     the worker loads the same folder, which ``load_artifact`` checks against
-    the manifest's hashes again, and refuses it unless the version matches.
+    the manifest's hashes again, and refuses it unless its manifest is the one
+    the server verified (``manifest_sha256``; the manifest holds every file's
+    hash). The version alone was not enough: a folder rewritten after the
+    server's check, version unchanged, was what the workers scored with, with
+    no signature checked (tests/test_artifact_adversarial.py).
     """
 
     path: str
     version: str
     limits: dict[str, int]
+    manifest_sha256: str = ""
 
     @classmethod
     def of(cls, scorer: Scorer) -> ModelRef:
         art = scorer.artifact
         if art.path is None:
             raise ValueError("the model has no folder on disk; score in-process instead")
-        return cls(str(art.path), art.version, art.features.limits.as_dict())
+        return cls(str(art.path), art.version, art.features.limits.as_dict(), art.manifest_sha256)
 
 
 def _load_scorer(ref: dict[str, Any]) -> Scorer:
@@ -139,6 +144,11 @@ def _load_scorer(ref: dict[str, Any]) -> Scorer:
     artifact = load_artifact(Path(ref["path"]))
     if artifact.version != ref["version"]:
         raise RuntimeError(f"model at {ref['path']} is {artifact.version}, expected {ref['version']}")
+    if ref.get("manifest_sha256") and artifact.manifest_sha256 != ref["manifest_sha256"]:
+        raise RuntimeError(
+            f"model at {ref['path']} changed since the server verified it "
+            f"(manifest sha256 {artifact.manifest_sha256}, verified {ref['manifest_sha256']}); refused"
+        )
     limits = ParseLimits(**ref["limits"])
     if limits != artifact.features.limits:
         artifact = replace(artifact, features=replace(artifact.features, limits=limits))
@@ -464,7 +474,14 @@ class ScoringPool:
         cached = self._headers.get(key)
         if cached is None or cached[0] is not scorer:
             ref = ModelRef.of(scorer)
-            model = json.dumps({"path": ref.path, "version": ref.version, "limits": ref.limits})
+            model = json.dumps(
+                {
+                    "path": ref.path,
+                    "version": ref.version,
+                    "limits": ref.limits,
+                    "manifest_sha256": ref.manifest_sha256,
+                }
+            )
             cached = (scorer, f"{int(top_k)}\n{model}\n".encode())
             if len(self._headers) > 64:
                 self._headers.clear()

@@ -25,6 +25,7 @@ FAIL_MODES = ("open", "tempfail")
 CONFIGURATION_STATUSES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT")
 STATUS_HEADER = "X-Spam-Status"
 ORIGINAL_RCPT_HEADER = "X-Spam-Original-Recipients"
+REROUTE_HEADER = "X-Spam-Reroute-To"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,32 @@ def header_lines(headers: tuple[tuple[str, str], ...], line_end: bytes) -> bytes
     return b"".join(f"{n}: {v}".encode("utf-8", "replace") + line_end for n, v in headers)
 
 
+# A leading mbox "From " line (no colon: "From :" is the obsolete form of a From field). procmail hands
+# a filter the message with it; added headers written above it had procmail escape it as ">From", and
+# the mbox ran that message and the one before it together (formail -s counted 1 of 2; review of the
+# MTA hooks, eighth session).
+_FROM_LINE = re.compile(rb"From (?![ \t]*:)[^\n]*\n")
+_LINE = re.compile(rb"[^\n]*\n|[^\n]+")  # LF ends a line; a bare CR is part of it
+
+
+def without_fields(head: bytes, names: tuple[str, ...]) -> bytes:
+    """``head`` less every field named one of ``names`` (any case), continuation lines and all.
+
+    The sender writes every byte: its own ``X-Spam-Flag: NO`` or ``X-Spam-Reroute-To: attacker@…``
+    stayed below the hook's, and a reader of the first occurrence or of all of them (``formail -x``)
+    took the sender's.
+    """
+    wanted = {n.lower().encode("utf-8", "replace") for n in names}
+    out: list[bytes] = []
+    dropping = False
+    for line in _LINE.findall(head):
+        if not line.startswith((b" ", b"\t")):  # a field's first line (a continuation keeps the state)
+            dropping = line.split(b":", 1)[0].rstrip(b" \t").lower() in wanted if b":" in line else False
+        if not dropping:
+            out.append(line)
+    return b"".join(out)
+
+
 def rewrite_message(raw: bytes, p: Plan) -> bytes:
     """The message with the plan's headers added in front and the subject tagged (pipe filters).
 
@@ -120,10 +147,19 @@ def rewrite_message(raw: bytes, p: Plan) -> bytes:
     goes in front of the first Subject value of the header block (a ``Subject:`` line in the body is
     the body's), and with no Subject there, one is added as the header block's last line, after a line
     end of its own if the block has none (``To: b`` as the last bytes once became ``To: bSubject: …``).
+    Fields of the header block named as an added header (or ``X-Spam-Reroute-To``) are the sender's
+    and removed; a leading mbox "From " line stays first.
     """
+    lead = _FROM_LINE.match(raw)
+    prefix = lead.group(0) if lead else b""
+    raw = raw[len(prefix) :]
     end = header_block_end(raw)
     head, rest = raw[:end], raw[end:]
     le = header_line_end(raw)
+    added = p.add_headers
+    if p.action == "REROUTE" and p.reroute_to:
+        added += ((REROUTE_HEADER, p.reroute_to),)
+    head = without_fields(head, (*(n for n, _ in added), REROUTE_HEADER))
     if p.subject_tag:
         m = _SUBJECT.search(head)
         if m:
@@ -136,7 +172,4 @@ def rewrite_message(raw: bytes, p: Plan) -> bytes:
             if head and not head.endswith(b"\n"):
                 head += le
             head += b"Subject: " + p.subject_tag.strip().encode() + le
-    added = p.add_headers
-    if p.action == "REROUTE" and p.reroute_to:
-        added += (("X-Spam-Reroute-To", p.reroute_to),)
-    return header_lines(added, le) + head + rest
+    return prefix + header_lines(added, le) + head + rest

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,6 +73,18 @@ def load_training_filter(model_dir: Path | None, manifest: dict[str, object]) ->
     if hashlib.sha256(data).hexdigest() != files[TRAINING_DIGESTS]:
         raise ArtifactError(f"{path}: sha256 differs from the manifest's")
     try:
+        # numpy allocates the shape a header declares before reading: a 100-byte file declaring
+        # 2**45 keys was a MemoryError (256 TiB), not an ArtifactError (tests/test_artifact_adversarial.py).
+        fh = io.BytesIO(data)
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:  # np.save writes 1.0 (2.0 for huge headers)
+            raise ValueError(f"unsupported .npy format version {version}")
+        if math.prod(shape) * dtype.itemsize > len(data):
+            raise ValueError(f"declares {shape} {dtype}, more than its {len(data)} bytes")
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: not a .npy array: {exc}") from exc

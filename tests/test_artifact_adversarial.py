@@ -313,3 +313,16 @@ def test_a_weights_archive_of_many_members_is_refused_quickly(tmp_path: Path) ->
     with pytest.raises(ArtifactError, match="members"):
         load_artifact(path)
     assert time.monotonic() - begun < 2.0
+
+
+def test_training_digests_declaring_an_absurd_shape_are_an_artifact_error(tmp_path: Path) -> None:
+    """Read by ``spamgate evaluate`` and the retrain gate. Before: MemoryError (256 TiB)."""
+    from spamgate.model.training_filter import TRAINING_DIGESTS, load_training_filter
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": ">u8", "fortran_order": False, "shape": (2**45,)})
+    buf.write(b"\0" * 24)
+    (tmp_path / TRAINING_DIGESTS).write_bytes(buf.getvalue())
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    with pytest.raises(ArtifactError, match="declares"):
+        load_training_filter(tmp_path, {"files": {TRAINING_DIGESTS: digest}})

@@ -233,3 +233,20 @@ def test_through_postfix_the_senders_fields_are_gone(tmp_path: Any) -> None:
         st.stop_serve()
         st.pf.stop()
         shutil.rmtree(st.pf_root, ignore_errors=True)
+
+
+def test_milter_counts_a_bounded_number_of_field_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting fields per name must not grow with the message: distinct names past MAX_FIELD_NAMES
+    are not kept, and such a message (a forged field may be among them) is refused."""
+    monkeypatch.setattr(m._Shared, "client", _Client(pb.ClassifyResponse(action=pb.ACTION_DELIVER)))
+    monkeypatch.setattr(m._Shared, "config", m.MilterConfig(timeout=1.0))
+    mil = _Recorded()
+    mil.envfrom("<s@example.org>")
+    mil.envrcpt("<a@example.net>")
+    for i in range(m.MAX_FIELD_NAMES * 3):
+        mil.header(f"X-{i}", b"v")
+    mil.header("X-Spam-Status", b"No")
+    mil.eoh()
+    mil.body(b"x\r\n")
+    assert len(mil.fields) == m.MAX_FIELD_NAMES
+    assert mil.eom() == Milter.REJECT

@@ -43,6 +43,9 @@ log = logging.getLogger("spamgate.milter")
 # Postfix's REVERSE_JUMP_LIMIT (10,000, shared with other milters' edits) and its cleanup process
 # panicked (signal 6) with "451 queue file write error". No mail carries more than a few.
 MAX_DELETED_FIELDS = 100
+# Most distinct field names counted per message: past it a message of 10 MB in 1-byte names would hold
+# a million dict entries. One with more names than this is refused like one with too many fields.
+MAX_FIELD_NAMES = 1000
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class SpamgateMilter(Milter.Base):
         self.queue_id = ""
         self.mail_field_seen = False
         self.fields: dict[str, int] = {}  # occurrences per field name (lower case), as the MTA counts
+        self.fields_uncounted = False  # a name past MAX_FIELD_NAMES went uncounted
 
     def _write(self, data: bytes) -> None:
         room = _Shared.config.max_bytes - self.size
@@ -179,7 +183,10 @@ class SpamgateMilter(Milter.Base):
     def header(self, name: str, value: Any) -> int:
         text = _text(value)
         key = name.lower()
-        self.fields[key] = self.fields.get(key, 0) + 1
+        if key in self.fields or len(self.fields) < MAX_FIELD_NAMES:
+            self.fields[key] = self.fields.get(key, 0) + 1
+        else:
+            self.fields_uncounted = True
         if name.lower() == "subject" and self.subject is None:
             self.subject = text
         self.mail_field_seen = self.mail_field_seen or is_mail_field(name)
@@ -281,12 +288,12 @@ class SpamgateMilter(Milter.Base):
         milter's own, where a reader of the first occurrence (Python's ``email``, a quarantine release
         script) took the sender's (review of the MTA hooks, eighth session). From the last occurrence
         down: deleting one never moves a lower index. The MTA matches names in any case. False, and
-        nothing deleted, for more than ``MAX_DELETED_FIELDS``.
+        nothing deleted, for more than ``MAX_DELETED_FIELDS`` or a name left uncounted.
         """
         spelled: dict[str, str] = {}
         for n in names:
             spelled.setdefault(n.lower(), n)
-        if sum(self.fields.get(key, 0) for key in spelled) > MAX_DELETED_FIELDS:
+        if self.fields_uncounted or sum(self.fields.get(key, 0) for key in spelled) > MAX_DELETED_FIELDS:
             return False
         for key, name in spelled.items():
             for idx in range(self.fields.get(key, 0), 0, -1):

@@ -259,3 +259,15 @@ def test_closed_or_unreadable_stdin_is_a_configuration_error(small_model: Artifa
             "spamgate check: configuration error: cannot read the message from standard input"
         )
         assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_check_fail_open_keeps_the_mbox_line_first_and_drops_a_forged_status() -> None:
+    """Passed unscanned, the message goes through the same rewrite as a verdict: procmail's mbox
+    "From " line stays first (the status line went above it, and procmail then wrote ">From" and ran
+    two messages together) and the sender's own X-Spam-Status is not left beside ours."""
+    lf = make().replace(b"\r\n", b"\n")
+    forged = b"From bob@example.org Mon Nov 30 10:00:00 2026\nX-Spam-Status: No, score=-100\n" + lf
+    r = run(["--server", "127.0.0.1:1", "--timeout", "1", "--fail-mode", "open"], forged)
+    assert r.returncode == 0 and r.stdout.startswith(b"From bob@example.org Mon Nov 30")
+    assert b"X-Spam-Status: Unknown, not scanned (spam filter unavailable)\n" in r.stdout
+    assert b"score=-100" not in r.stdout and r.stdout.endswith(lf)

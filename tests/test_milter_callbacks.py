@@ -153,21 +153,22 @@ def test_calls_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 class _Refusing(_FakeClient):
     """A server that answers every call with one gRPC status."""
 
-    def __init__(self, code: Any) -> None:
+    def __init__(self, code: Any, details: str = "refused") -> None:
         super().__init__(pb.ClassifyResponse())
         self.code = code
+        self.text = details
 
     def classify(self, raw: bytes, env: Any, correlation_id: str = "", timeout: float = 0.0) -> Any:
         import grpc
 
-        code = self.code
+        code, text = self.code, self.text
 
         class _Refusal(grpc.RpcError):
             def code(self) -> Any:
                 return code
 
             def details(self) -> str:
-                return "refused"
+                return text
 
         raise _Refusal()
 
@@ -186,6 +187,25 @@ def test_a_refusal_that_means_configuration_is_451_in_open_mode_too(
     assert _feed(mil, [("From", b"a@example.org")], b"x\r\n") == Milter.TEMPFAIL
     assert ("setreply", "451", "4.7.1", "Spam filter misconfigured, try again later") in mil.calls
     assert not [c for c in mil.calls if c[0] == "addheader"]  # nothing passed "not scanned"
+
+
+# gRPC's details for a TLS handshake the client failed (wrong CA), as grpcio reports it.
+WRONG_CA = (
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:50051: Tls handshake failed "
+    "(TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:"
+    "CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate: OK"
+)
+
+
+def test_a_tls_handshake_the_milter_failed_is_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNAVAILABLE with a failed TLS handshake: the CA or name is wrong; open mode passed all mail."""
+    import grpc
+
+    monkeypatch.setattr(m._Shared, "client", _Refusing(grpc.StatusCode.UNAVAILABLE, WRONG_CA))
+    monkeypatch.setattr(m._Shared, "config", m.MilterConfig(timeout=1.0, fail_mode="open"))
+    mil = _Recorded()
+    assert _feed(mil, [("From", b"a@example.org")], b"x\r\n") == Milter.TEMPFAIL
+    assert ("setreply", "451", "4.7.1", "Spam filter misconfigured, try again later") in mil.calls
 
 
 def test_an_outage_still_follows_the_fail_mode(monkeypatch: pytest.MonkeyPatch) -> None:

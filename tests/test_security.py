@@ -669,6 +669,37 @@ def test_client_connection_options_are_configuration_errors_in_mta_hooks(
     assert r.returncode == 78 and b"are for --server" in r.stderr
 
 
+@pytest.mark.parametrize("fail_mode", ["open", "tempfail"])
+def test_a_hook_that_does_not_trust_the_servers_certificate_is_misconfigured(
+    mtls_server: RunningServer, pki: dict[str, Any], fail_mode: str
+) -> None:
+    """The wrong CA fails the handshake on the hook's side: exit 78, not an outage (75 or, in open
+    mode, the message passed unscanned with exit 0, as the MTA attack review found)."""
+    gw: Issued = pki["gateway"]
+    wrong_ca = ["--tls-ca", str(pki["stranger"].cert), "--tls-cert", str(gw.cert), "--tls-key", str(gw.key)]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spamgate.service.cli",
+            "check",
+            "--server",
+            f"127.0.0.1:{mtls_server.port}",
+            "--fail-mode",
+            fail_mode,
+            "--timeout",
+            "5",
+            *wrong_ca,
+        ],
+        input=make(),
+        capture_output=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert r.returncode == 78 and b"configuration error" in r.stderr and b"handshake" in r.stderr, r.stderr
+    assert r.stdout == b""
+
+
 def test_serve_process_with_mtls(pki: dict[str, Any], tmp_path: Path) -> None:
     server, gw = pki["server"], pki["gateway"]
     config = tmp_path / "spamgate.toml"

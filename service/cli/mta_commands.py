@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from spamgate.model.errors import ConfigurationError, SpamgateError
 from spamgate.model.exit_codes import EX_CONFIG, EX_TEMPFAIL, exit_code
 from spamgate.service.cli.client_args import add_client_options, client_options
-from spamgate.service.mta.plan import CONFIGURATION_STATUSES, FAIL_MODES
+from spamgate.service.mta.plan import FAIL_MODES, is_configuration_refusal
 
 # Exit codes of ``spamgate check`` (procmail/maildrop branch on them); 75 and 78 as model.exit_codes.
 EXIT_CODES = {"DELIVER": 0, "TAG": 1, "REROUTE": 2, "REJECT": 3, "DELETE": 4}
@@ -173,14 +173,8 @@ def cmd_milter(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit codes: 0-4 the verdict (``EXIT_CODES``), 65 an empty message, 75 unavailable in tempfail
     mode, 78 configuration (also no standard input to read, and a server refusal that means the hook's
-    configuration: ``service.mta.plan.CONFIGURATION_STATUSES``)."""
-    from spamgate.service.mta.plan import (
-        header_line_end,
-        header_lines,
-        plan,
-        rewrite_message,
-        unscanned_status,
-    )
+    configuration: ``service.mta.plan.is_configuration_refusal``, a TLS handshake the hook failed too)."""
+    from spamgate.service.mta.plan import Plan, plan, rewrite_message, unscanned_status
 
     try:
         classify = _prepare(args)
@@ -206,10 +200,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"spamgate check: spam filter unavailable ({why}); exit 75, retry later", file=sys.stderr)
             return EX_TEMPFAIL
         print(f"spamgate check: spam filter unavailable ({why}); passed unscanned", file=sys.stderr)
-        # the header block's own line end: an LF line on a CRLF message made a mixed header block
-        sys.stdout.buffer.write(
-            header_lines((unscanned_status("spam filter unavailable"),), header_line_end(raw)) + raw
-        )
+        # Through rewrite_message like every verdict: the header block's own line end (an LF line on a
+        # CRLF message made a mixed header block), the sender's own X-Spam-Status removed, a leading mbox
+        # "From " line kept first (the status line went above it: MTA attack review).
+        unscanned = Plan("DELIVER", (unscanned_status("spam filter unavailable"),), "", "", "", "", "")
+        sys.stdout.buffer.write(rewrite_message(raw, unscanned))
         return 0
     p = plan(resp)
     sys.stdout.buffer.write(rewrite_message(raw, p))
@@ -241,7 +236,7 @@ def _refused_as_configured(exc: BaseException) -> ConfigurationError | None:
 
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         code = exc.code()
-        if code is not None and code.name in CONFIGURATION_STATUSES:
+        if code is not None and is_configuration_refusal(code.name, str(exc.details())):
             return ConfigProblem(f"the server refused the call: {_failure(exc)}")
     return None
 

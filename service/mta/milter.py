@@ -28,10 +28,10 @@ from spamgate.model.mime import is_mail_field
 from spamgate.service.api.client import SpamGateClient, envelope
 from spamgate.service.api.proto_convert import verdict_from_proto
 from spamgate.service.mta.plan import (
-    CONFIGURATION_STATUSES,
     FAIL_MODES,
     ORIGINAL_RCPT_HEADER,
     STATUS_HEADER,
+    is_configuration_refusal,
     plan,
     tagged_subject,
     unscanned_status,
@@ -238,7 +238,7 @@ class SpamgateMilter(Milter.Base):
             return self._failed("timed out")
         except grpc.RpcError as exc:
             code = exc.code()
-            if code is not None and code.name in CONFIGURATION_STATUSES:
+            if code is not None and is_configuration_refusal(code.name, str(exc.details())):
                 return self._misconfigured(f"{code.name}: {exc.details()}")
             return self._failed(f"{code.name if code is not None else 'UNKNOWN'}: {exc.details()}")
         except Exception as exc:  # never let a milter error bounce or block mail
@@ -308,7 +308,7 @@ class SpamgateMilter(Milter.Base):
         return Milter.REJECT
 
     def _misconfigured(self, why: str) -> int:
-        """The server refused the call as set up wrong (``CONFIGURATION_STATUSES``): 451 in either fail
+        """The server refused the call as set up wrong (``is_configuration_refusal``): 451 in either fail
         mode. In open mode such a refusal had passed every message unscanned, the way an outage does;
         a configuration error is not an outage (``spamgate check`` exits 78 on the same refusals)."""
         log.error("spamgate refused the call: configuration", extra={"queue_id": self.queue_id, "why": why})

@@ -23,6 +23,23 @@ FAIL_MODES = ("open", "tempfail")
 # were logged as "unavailable"). Classify's INVALID_ARGUMENT comes from no message content: size, an
 # empty message (both hooks refuse that before asking) and the policy name.
 CONFIGURATION_STATUSES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT")
+# A TLS handshake the hook itself failed is UNAVAILABLE too, like a service that is down, but says the
+# hook's TLS settings do not fit the server: the wrong CA (CERTIFICATE_VERIFY_FAILED), a name the
+# certificate does not hold, TLS to a plaintext listener (WRONG_VERSION_NUMBER) all read "Tls handshake
+# failed" in gRPC's details (measured with grpcio against the test suite's PKI). In open mode they passed
+# every message unscanned (MTA attack review). A handshake the server refuses (a client certificate from
+# another CA, none, or plaintext to a TLS listener) reaches the client only as "Socket closed", which a
+# server going away also gives: those still follow the fail mode.
+_TLS_SETUP_FAILURE = re.compile(
+    r"Tls handshake failed|Peer name \S+ is not in peer certificate", re.IGNORECASE
+)
+
+
+def is_configuration_refusal(code_name: str, details: str) -> bool:
+    """Whether a failed call means the hook is set up wrong (no fail mode applies), not an outage."""
+    if code_name in CONFIGURATION_STATUSES:
+        return True
+    return code_name == "UNAVAILABLE" and _TLS_SETUP_FAILURE.search(details or "") is not None
 STATUS_HEADER = "X-Spam-Status"
 ORIGINAL_RCPT_HEADER = "X-Spam-Original-Recipients"
 REROUTE_HEADER = "X-Spam-Reroute-To"

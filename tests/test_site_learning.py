@@ -431,3 +431,34 @@ def test_a_first_retrain_keeps_the_new_site_thresholds_as_floors(tmp_path: Path)
         [], n_jobs=1, progress=False, reports=reports,
     )
     assert {p.target_fpr: p.threshold for p in load_artifact(again).info.new_site_floor_points} == floors
+
+
+def test_two_retrains_of_the_same_reports_in_one_second_get_two_versions(
+    tmp_path: Path, site: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version name is the UTC second plus the training data's hash: the same reports retrained twice
+    within a second (``--no-activate``, then again) made the second fail "already exists", exit 2 (it
+    showed as a flaky test above)."""
+    from datetime import UTC, datetime
+
+    import spamgate.training.train as train_module
+    from spamgate.training.train import new_version
+
+    class _Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> _Frozen:
+            return cls(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+    monkeypatch.setattr(train_module, "datetime", _Frozen)
+    reg, base, _ = site
+    db = tmp_path / "fb.db"
+    store = FeedbackStore(db)
+    for label, raw in generated_corpus(40, seed=77):
+        store.add(raw, label, "helpdesk")
+    store.close()
+    args = ["retrain", "--registry", str(reg), "--corpus", str(base), "--feedback", str(db), "--jobs", "1"]
+    assert main([*args, "--quiet", "--no-activate"]) != 2
+    assert main([*args, "--quiet", "--no-activate"]) != 2
+    made = sorted(p.name for p in reg.iterdir() if p.name.startswith("20261201-120000-"))
+    assert len(made) == 2 and made[1] == made[0] + "-2"
+    assert new_version(made[0].split("-")[2], root=reg) == made[0] + "-3"

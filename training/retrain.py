@@ -444,7 +444,7 @@ def retrain_rows(
     decision["why"] = (
         "; ".join(reasons) if reasons else f"candidate not worse than {comp_name} within tolerances"
     )
-    version = new_version(tr.content_sha256)
+    version = new_version(tr.content_sha256, root=Path(out_root))
     manifest = build_manifest(
         version, result, train_cfg, corpora, tr.content_sha256, len(tr.y), command, site_reports=n_rep
     )

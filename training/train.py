@@ -101,10 +101,19 @@ def in_time_order(data: Featurized) -> Featurized:
     return data.subset(np.argsort(keys, kind="stable"))
 
 
-def new_version(content_sha256: str, now: datetime | None = None) -> str:
-    """Sortable, unique version name: UTC time plus a hash of the training data."""
+def new_version(content_sha256: str, now: datetime | None = None, root: Path | None = None) -> str:
+    """Sortable, unique version name: UTC time plus a hash of the training data.
+
+    With ``root`` (the registry folder the version goes into), a name already there gets ``-2``,
+    ``-3``, ... (sorting after it): two fits of the same data within one second had the same name, and
+    the second ``spamgate retrain`` failed with "already exists" (exit 2; a flaky test showed it).
+    """
     now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%d-%H%M%S") + "-" + content_sha256[:8]
+    base = now.strftime("%Y%m%d-%H%M%S") + "-" + content_sha256[:8]
+    name, n = base, 2
+    while root is not None and (Path(root) / name).exists():
+        name, n = f"{base}-{n}", n + 1
+    return name
 
 
 def build_manifest(
@@ -159,7 +168,7 @@ def train(
     data, corpora, sites = load_sites(specs, feature_cfg, n_jobs, progress)
     result = fit(data.X, data.y, train_cfg)
     digest = hashlib.sha256("".join(c["content_sha256"] for c in corpora).encode()).hexdigest()
-    version = new_version(digest)
+    version = new_version(digest, root=None if exact else Path(out))
     manifest = build_manifest(version, result, train_cfg, corpora, digest, len(data.y), command)
     if site_recipe is not None:
         manifest["site_recipe"] = {

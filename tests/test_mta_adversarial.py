@@ -250,3 +250,28 @@ def test_milter_counts_a_bounded_number_of_field_names(monkeypatch: pytest.Monke
     mil.body(b"x\r\n")
     assert len(mil.fields) == m.MAX_FIELD_NAMES
     assert mil.eom() == Milter.REJECT
+
+
+def test_every_subject_field_is_tagged() -> None:
+    """Two Subject fields: only the first was tagged, and a client showing the second showed no tag."""
+    raw = b"Subject: first\r\nFrom: s@example.org\r\nSubject: second\r\n\r\nSubject: in the body\r\n"
+    out = rewrite_message(raw, TAG)
+    assert b"Subject: [SPAM] first\r\n" in out and b"Subject: [SPAM] second\r\n" in out
+    assert out.endswith(b"\r\n\r\nSubject: in the body\r\n")
+
+
+def test_milter_tags_every_subject_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = pb.ClassifyResponse(action=pb.ACTION_TAG, subject_tag="[SPAM] ", spam_probability=0.9)
+    monkeypatch.setattr(m._Shared, "client", _Client(answer))
+    monkeypatch.setattr(m._Shared, "config", m.MilterConfig(timeout=1.0))
+    mil = _Recorded()
+    mil.connect("client.example", 2, ("192.0.2.7", 25))
+    mil.envfrom("<s@example.org>")
+    mil.envrcpt("<a@example.net>")
+    for name, value in [("Subject", b"first"), ("From", b"s@example.org"), ("subject", b"second")]:
+        mil.header(name, value)
+    mil.eoh()
+    mil.body(b"body\r\n")
+    assert int(mil.eom()) == Milter.ACCEPT
+    changed = [c[1:] for c in mil.calls if c[0] == "chgheader" and c[3] is not None]
+    assert changed == [("Subject", 1, "[SPAM] first"), ("Subject", 2, "[SPAM] second")]

@@ -178,14 +178,16 @@ def rewrite_message(raw: bytes, p: Plan) -> bytes:
         added += ((REROUTE_HEADER, p.reroute_to),)
     head = without_fields(head, (*(n for n, _ in added), REROUTE_HEADER))
     if p.subject_tag:
-        m = _SUBJECT.search(head)
-        if m:
+        # Every Subject field of the header block (with two, a client that shows the second showed no
+        # tag: MTA attack review), last first so the earlier offsets hold.
+        found = list(_SUBJECT.finditer(head))
+        for m in reversed(found):
             nl = head.find(b"\n", m.end())
             stop = len(head) if nl < 0 else nl  # the value's first line (a CR before the LF stays in it)
             current = head[m.end() : stop].decode("utf-8", "surrogateescape")
             new = tagged_subject(current, p.subject_tag).encode("utf-8", "surrogateescape")
             head = head[: m.end()] + new + head[stop:]
-        else:
+        if not found:
             if head and not head.endswith(b"\n"):
                 head += le
             head += b"Subject: " + p.subject_tag.strip().encode() + le

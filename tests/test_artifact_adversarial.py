@@ -267,31 +267,18 @@ def test_malformed_weight_arrays_are_an_artifact_error(tmp_path: Path, arrays: d
         load_artifact(path)
 
 
-def test_an_isotonic_table_outside_probabilities_is_refused(tmp_path: Path) -> None:
-    """Before: loaded, and the model answered p = 7.0."""
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [([-5.0, 0.0, 5.0], [-3.0, 0.5, 7.0]), ([5.0, -5.0], [0.1, 0.9])],
+    ids=["outside-probabilities", "falling-margins"],
+)
+def test_an_isotonic_table_that_is_no_calibration_is_refused(
+    tmp_path: Path, x: list[float], y: list[float]
+) -> None:
+    """Outside [0, 1]: loaded, and the model answered p = 7.0. Falling breakpoints: ``numpy.interp``
+    needs increasing ones and says nothing when they are not."""
     path = _write(tmp_path)
-    _weights_with(
-        path,
-        calibration_params=np.zeros(0),
-        calibration_x=np.array([-5.0, 0.0, 5.0]),
-        calibration_y=np.array([-3.0, 0.5, 7.0]),
-    )
-    manifest = json.loads((path / MANIFEST).read_text())
-    manifest["calibration"] = "isotonic"
-    (path / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="calibration"):
-        load_artifact(path)
-
-
-def test_an_isotonic_table_with_falling_margins_is_refused(tmp_path: Path) -> None:
-    """``numpy.interp`` needs increasing breakpoints and says nothing when they are not."""
-    path = _write(tmp_path)
-    _weights_with(
-        path,
-        calibration_params=np.zeros(0),
-        calibration_x=np.array([5.0, -5.0]),
-        calibration_y=np.array([0.1, 0.9]),
-    )
+    _weights_with(path, calibration_params=np.zeros(0), calibration_x=np.array(x), calibration_y=np.array(y))
     manifest = json.loads((path / MANIFEST).read_text())
     manifest["calibration"] = "isotonic"
     (path / MANIFEST).write_text(json.dumps(manifest))

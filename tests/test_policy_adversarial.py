@@ -246,13 +246,17 @@ def test_an_authenticated_lookalike_is_not_the_listed_domain(tmp_path: Path) -> 
 
 # --- Q3: several recipients, several sections ---------------------------------------------------
 
-SECTIONS = """\
-[allow]
-recipients = ["abuse@example.net"]
+# Every scanned message is tagged, nothing rerouted or rejected: the section decides the rest.
+TAG_ALL = """\
 [thresholds]
 tag = 0.000001
 reroute = "off"
 reject = "off"
+"""
+SECTIONS = """\
+[allow]
+recipients = ["abuse@example.net"]
+""" + TAG_ALL + """\
 [[domain]]
 name = "lax"
 recipient_domains = ["lax.example.net"]
@@ -286,11 +290,7 @@ def test_a_lax_recipient_does_not_relax_the_others(tmp_path: Path) -> None:
         assert by_rcpt["abuse@example.net"].list_action == Action.DELIVER
 
 
-MARKED_SECTIONS = """\
-[thresholds]
-tag = 0.000001
-reroute = "off"
-reject = "off"
+MARKED_SECTIONS = TAG_ALL + """\
 [actions]
 subject_tag = "[SPAM] "
 [[domain]]

@@ -71,6 +71,19 @@ def parse_tokens(path: Path) -> list[TokenEntry]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TokensError([f"{what} {str(path)!r}: cannot read: {exc}"]) from exc
+    # A file caught mid-write: emptied (``>`` truncates first, as does a full disk) revoked every
+    # token at the next call, and cut inside a token took the prefix left (18 of 24 characters) as
+    # a token of that role (adversarial review). As with policy and list files, both are refused;
+    # a file holding only comments is meant (every token revoked) and is taken.
+    if not text.strip():
+        raise TokensError([f"{what} {str(path)!r} is empty (to revoke every token, leave a # comment)"])
+    if not text.endswith("\n"):
+        raise TokensError(
+            [
+                f"{what} {path.name}:{text.count(chr(10)) + 1}: the last line has no newline at its end: "
+                "the file may have been cut short while being written; refused"
+            ]
+        )
     errors: list[str] = []
     entries: list[TokenEntry] = []
     seen: set[bytes] = set()

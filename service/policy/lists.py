@@ -35,6 +35,14 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _DOTS = re.compile("[\u3002\uff0e\uff61]")
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOTTED_QUAD = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
+# What no address or domain entry can hold, so an entry holding it could never match: C0 (tab
+# too), DEL, C1, a byte-order mark, U+2028/U+2029. A NUL inside "spam@ev\x00il.example" and
+# the BOM of a file saved as "UTF-8 with BOM" ("\ufeffspam@evil.example") were kept as part of
+# the entry: dead entries, accepted silently (adversarial review, tests/test_reload_adversarial.py).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ufeff\u2028\u2029]")
+# Separators: "a@evil.example, b@evil.example" (two entries on one line) was one address
+# matching nobody. Whitespace, commas and semicolons only ever occur in a quoted local part.
+_SEPARATOR = re.compile(r"[\s,;]")
 
 
 # IDNA2008's deviation characters: Python's codec is IDNA2003, which maps them away (ß → ss, ς → σ,
@@ -131,6 +139,22 @@ def canonical_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Networ
     return net
 
 
+def entry_problem(entry: str) -> None:
+    """Raise ValueError when an address or domain entry holds what no address or domain can.
+
+    A quoted local part (``"john doe"@example.org``, RFC 5321) may hold spaces and commas; the
+    rest of an entry may not.
+    """
+    if bad := _CONTROL.search(entry):
+        raise ValueError(f"{entry!r} holds a control character ({bad[0]!r}): it could never match")
+    local, at, domain = entry.rpartition("@")
+    rest = domain if at and len(local) >= 2 and local.lstrip("<")[:1] == local[-1:] == '"' else entry
+    if _SEPARATOR.search(rest):
+        raise ValueError(
+            f"{entry!r} holds a space, comma or semicolon: one entry a line (as written it could never match)"
+        )
+
+
 @dataclass
 class DomainSet:
     """Domains matching themselves and all their subdomains."""
@@ -198,12 +222,14 @@ class AddressList:
         e = entry.strip()
         if not e:
             raise ValueError("empty entry")
+        if kind in ("senders", "recipients", "sender_domains", "from_header_domains"):
+            entry_problem(e)
         if kind in ("senders", "recipients"):
             if "@" not in e:
                 raise ValueError(f"{e!r} is not a mail address (use sender_domains for domains)")
             getattr(self, kind).add(normalize_address(e))
         elif kind in ("sender_domains", "from_header_domains"):
-            if "@" in e or " " in e or "." not in e.strip("."):
+            if "@" in e or "." not in e.strip("."):
                 raise ValueError(f"{e!r} is not a domain name")
             getattr(self, kind).add(e)
         elif kind == "client_ips":

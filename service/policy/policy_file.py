@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spamgate.service.policy.lists import KINDS, AddressList, DomainSet
+from spamgate.service.policy.lists import KINDS, AddressList, DomainSet, canonical_domain, entry_problem
 from spamgate.service.policy.settings import (
     DEFAULT_SENSITIVITY,
     OFF,
@@ -323,11 +323,13 @@ def _read_list_file(path: Path, key: str, target: AddressList, err: _Errors, dig
         err.add(key, f"cannot read list file {path}: {exc.strerror}")
         return
     digest.update(data)
-    if cut := cut_short(path, data):
+    if cut := cut_short(path, data) or not_plain_utf8(path, data):
         err.located(cut)
         return
     entries = 0
-    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    # Lines end at "\n" only (a "\r" before it is stripped with the entry): str.splitlines also
+    # broke at a form feed, U+0085 or U+2028, so the errors after one named the wrong line.
+    for n, line in enumerate(data.decode("utf-8").split("\n"), 1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
@@ -359,6 +361,23 @@ def cut_short(path: Path, data: bytes) -> str | None:
         f"{path}:{last}: the last line has no newline at its end: the file may have been "
         "cut short while being written; refused (write a new file, then rename it over this one)"
     )
+
+
+def not_plain_utf8(path: Path, data: bytes) -> str | None:
+    """Why ``data`` cannot be read as a policy or list file's text (a BOM, not UTF-8), or None.
+
+    A list file was decoded with errors replaced: Latin-1 ``m\\xfcller@…`` became an entry
+    ``m\\ufffdller@…`` that matched nobody, accepted; a byte-order mark stayed part of the first
+    entry, and in the policy file tomllib called it ``Invalid statement (at line 1, column 1)``.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return f"{path}:1: starts with a byte-order mark (saved as 'UTF-8 with BOM'): save it without one"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return f"{path}:{line}: not UTF-8 (byte {exc.start}): refused"
+    return None
 
 
 def _list(raw: Any, where: str, base_dir: Path, err: _Errors, digest: Any) -> AddressList:
@@ -400,6 +419,33 @@ def _action_key(raw: dict[str, Any], key: str, default: Action, err: _Errors) ->
     return default
 
 
+def _add_recipient_domain(d: str, doms: DomainSet, earlier: list[DomainSet], key: str, err: _Errors) -> None:
+    """Add ``d`` to a [[domain]] section's domains, refusing one that section could never get.
+
+    The first section whose domains match a recipient applies, so a domain an earlier section
+    already covers (itself or a parent: ``example.net`` before ``exec.example.net``) never
+    reaches this one; and ``ceo@exec.example.net`` or two names in one string match no domain.
+    Both were accepted, the section silently never applied (adversarial review).
+    """
+    try:
+        entry_problem(d.strip())
+        if "@" in d:
+            raise ValueError(f"{d!r} is not a domain name (sections go by recipient domain)")
+    except ValueError as exc:
+        err.add(key, str(exc))
+        return
+    name = canonical_domain(d.strip().lstrip("*."))
+    for j, other in enumerate(earlier):
+        if hit := other.match(name):
+            err.add(
+                key,
+                f"{name!r} is already covered by domain[{j}] ({hit!r}), which comes first: this section "
+                "never applies to it (put the more specific section first)",
+            )
+            return
+    doms.add(d)
+
+
 def parse_policy(path: Path) -> Policy:
     """Read and validate a policy file and its list files; raise ``PolicyError`` listing every problem.
 
@@ -428,13 +474,9 @@ def _parse_policy(path: Path) -> Policy:
         data = read_regular_file(path)
     except OSError as exc:
         raise PolicyError([f"{path}: cannot read: {exc.strerror}"]) from exc  # the whole file: no line
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise PolicyError([f"{path}:{line}: not UTF-8 (byte {exc.start}): refused"]) from exc
-    if cut := cut_short(path, data):
-        raise PolicyError([cut])
+    if why := not_plain_utf8(path, data) or cut_short(path, data):
+        raise PolicyError([why])
+    text = data.decode("utf-8")
     err = _Errors(path, text)
     try:
         raw = tomllib.loads(text)
@@ -475,7 +517,7 @@ def _parse_policy(path: Path) -> Policy:
     block = _list(raw.get("block"), "block", path.parent, err, digest)
     if len(allow.from_header_domains) and not trusted:
         err.add("allow.from_header_domains", "needs trusted_authserv_ids: a From header alone is spoofable")
-    domains = []
+    domains: list[DomainSection] = []
     sections = raw.get("domain", [])
     if not isinstance(sections, list):
         err.add("domain", "must be an array of tables ([[domain]])")
@@ -499,8 +541,9 @@ def _parse_policy(path: Path) -> Policy:
         if not isinstance(rd, list) or not rd or not all(isinstance(d, str) and "." in d for d in rd):
             err.add(f"{where}recipient_domains", "must be a non-empty list of domain names")
         else:
+            earlier = [s.recipient_domains for s in domains]
             for d in rd:
-                doms.add(d)
+                _add_recipient_domain(d, doms, earlier, f"{where}recipient_domains", err)
         domains.append(DomainSection(name, doms, _settings(sec, where, settings, err)))
     if err.items:
         raise PolicyError(err.all())

@@ -346,11 +346,24 @@ def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] |
     raw: dict[str, Any] = {}
     text = ""
     if path is not None:
+        # Read as UTF-8 bytes whatever the locale. A non-UTF-8 byte (a Latin-1 comment) raised
+        # UnicodeDecodeError and arrays nested 3,000 deep RecursionError from tomllib: both left
+        # `spamgate serve` with a traceback and exit 1, not 78 (adversarial review).
         try:
-            text = Path(path).read_text()
+            data = Path(path).read_bytes()
+            if data.startswith(b"\xef\xbb\xbf"):
+                raise ConfigError(
+                    [f"{path}:1: starts with a byte-order mark (UTF-8 with BOM): save it without one"]
+                )
+            text = data.decode("utf-8")
             raw = tomllib.loads(text)
         except OSError as exc:
             raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise ConfigError([f"{path}:{line}: not UTF-8 (byte {exc.start})"]) from exc
+        except RecursionError as exc:
+            raise ConfigError([f"{path}: nested too deeply (arrays or inline tables)"]) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
     for section, values in (overrides or {}).items():

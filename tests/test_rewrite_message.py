@@ -80,8 +80,8 @@ ENDS = [b"\n", b"\r\n"]
 
 
 @st.composite
-def messages(draw: st.DrawFn) -> tuple[bytes, int, bytes, int | None, bytes]:
-    """(raw, header block length, its line end, offset where the tag goes or None, the Subject value)."""
+def messages(draw: st.DrawFn) -> tuple[bytes, int, bytes, list[tuple[int, bytes]]]:
+    """(raw, header block length, its line end, (offset where a tag goes, the value) per Subject field)."""
     style = draw(st.sampled_from(["lf", "crlf", "mixed"]))
 
     def end() -> bytes:
@@ -92,19 +92,17 @@ def messages(draw: st.DrawFn) -> tuple[bytes, int, bytes, int | None, bytes]:
 
     head = b""
     first_end: bytes | None = None
-    pos: int | None = None
-    current = b""
+    subjects: list[tuple[int, bytes]] = []
     for _ in range(draw(st.integers(0, 5))):
         name = draw(st.sampled_from(NAMES))
         after_colon = draw(st.sampled_from([b"", b" ", b"\t", b"  "]))
         val = value()
         e = end()
         first_end = first_end or e
-        if pos is None and name.rstrip(b" \t").lower() == b"subject":
+        if name.rstrip(b" \t").lower() == b"subject":
             tail = after_colon + val
             skip = 1 if tail[:1] in (b" ", b"\t") else 0  # one blank after the colon is not the value's
-            pos = len(head) + len(name) + 1 + skip
-            current = tail[skip:]
+            subjects.append((len(head) + len(name) + 1 + skip, tail[skip:]))
         head += name + b":" + after_colon + val + e
         for _ in range(draw(st.integers(0, 2))):  # folded lines
             head += draw(st.sampled_from([b" ", b"\t"])) + value() + end()
@@ -116,21 +114,24 @@ def messages(draw: st.DrawFn) -> tuple[bytes, int, bytes, int | None, bytes]:
     elif head and draw(st.booleans()):
         head = head[: -len(b"\r\n" if head.endswith(b"\r\n") else b"\n")]  # no final line end
     le = first_end if b"\n" in head and first_end else blank if not head and blank else b"\n"
-    return head + blank + body, len(head), le, pos, current
+    return head + blank + body, len(head), le, subjects
 
 
 @settings(max_examples=1500, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages())
 def test_the_original_is_the_output_less_the_added_lines_and_the_tag(
-    case: tuple[bytes, int, bytes, int | None, bytes],
+    case: tuple[bytes, int, bytes, list[tuple[int, bytes]]],
 ) -> None:
-    raw, end, le, pos, current = case
+    raw, end, le, subjects = case
     out = rewrite_message(raw, TAG)
     assert out.startswith(added(le)), (raw, out)
     rest = out[len(added(le)) :]
-    if pos is not None:  # a Subject in the header block: the tag in front of its value, once
-        tag = b"" if current.startswith(b"[SPAM]") else b"[SPAM] "
-        assert rest == raw[:pos] + tag + raw[pos:], (raw, out)
+    if subjects:  # Subject fields in the header block: the tag in front of each value, once
+        expected = raw
+        for pos, current in reversed(subjects):
+            tag = b"" if current.startswith(b"[SPAM]") else b"[SPAM] "
+            expected = expected[:pos] + tag + expected[pos:]
+        assert rest == expected, (raw, out)
     else:  # none: one Subject line closing the header block (after a line end of its own)
         head = raw[:end]
         gap = le if head and not head.endswith(b"\n") else b""

@@ -291,6 +291,12 @@ def retrain_rows(
         raise ValueError("one reporter per report is needed")
     reference, ref_kind = reference_model(active)
     base_tr, base_ho, rep_tr, rep_ho = gate_split(base.order, base.digests, trusted, gate.holdout)
+    # An untrusted report of held-back base mail neither trains nor takes that mail out of the exam
+    # (adversarial review: a reporter with the public base corpus reported its held-back ham with the
+    # right label, contradicting nothing, and every retrain failed "not both spam and ham", exit 2).
+    exam = {base.digests[i] for i in base_ho.tolist()}
+    on_exam = [i for i in rep_tr.tolist() if not trusted[i] and reports.digests[i] in exam]
+    rep_tr = np.setdiff1d(rep_tr, np.array(on_exam, dtype=np.int64))
     rep_train = reports.subset(rep_tr)
     # The site's label wins over a base corpus's for the same message.
     reported = set(reports.digests)
@@ -350,7 +356,7 @@ def retrain_rows(
     # Also per reporter (issue 16 review: 300 inverted reports padded with 1,500 honest ones were
     # 16.7% of all and passed): one reporter whose own reports contradict the reference that often
     # holds the candidate, once they have filed enough to say (MIN_REPORTER_REPORTS).
-    train_reporters = [reporters[i] for i in rep_tr] if reporters is not None else None
+    train_reporters = [_counted_as(reporters[i]) for i in rep_tr] if reporters is not None else None
     worst = _worst_reporter(contra_mask, train_reporters)
     held_by_share = n_rep > 0 and (
         contra_frac > gate.max_contradicting or (worst is not None and worst[1] > gate.max_contradicting)
@@ -374,6 +380,7 @@ def retrain_rows(
         "reports": {
             "training": n_rep,
             "trusted_held_back": len(rep_ho),
+            "untrusted_reports_of_held_back_mail": len(on_exam),
             "method": method,
             "contradicting": contra,
             "contradicting_fraction": contra_frac,
@@ -546,6 +553,17 @@ def _contradicting(
     return np.asarray(((y == 1) & (p < confident)) | ((y == 0) & (p > 1 - confident)), dtype=bool)
 
 
+# The server names an anonymous reporter by its network (``anonymous@203.0.113.0/24``, a /64 for
+# IPv6: the rate limit's key); stores from before it, "". For the contradiction limits they are one
+# reporter, as SECURITY.md says: per network, a caller with an IPv6 /48 had 65,536 times the 50.
+ANONYMOUS = "anonymous@*"
+
+
+def _counted_as(reporter: str) -> str:
+    """The reporter a report counts for in the contradiction limits: every anonymous one is ``ANONYMOUS``."""
+    return ANONYMOUS if not reporter or reporter.startswith("anonymous@") else reporter
+
+
 # A reporter's own contradicting fraction counts once they have filed this many training reports:
 # below it one honest correction of a confident mistake would be "100% contradicting".
 MIN_REPORTER_REPORTS = 20
@@ -572,7 +590,8 @@ def _most_contradicting_untrusted(
     Counted over untrusted reports only (``Report.trusted``: not named with ``--trusted-reporter`` nor
     filed with the admin role): trusted reports are the site's own word and are not held to the count,
     as before it (the share of all reports still counts them). All anonymous reports are one reporter,
-    "". None without reporters (``retrain_rows`` called with none) or without untrusted reports.
+    ``ANONYMOUS`` (``_counted_as``, applied by the caller). None without reporters (``retrain_rows``
+    called with none) or without untrusted reports.
     """
     if reporters is None:
         return None

@@ -126,11 +126,20 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         if args.feedback:
             if not args.feedback.is_file():
                 raise CorpusError(f"--feedback {args.feedback}: no such feedback store")
+            import sqlite3
+
             from spamgate.service.lifecycle.feedback_store import FeedbackStore
 
-            store = FeedbackStore(args.feedback)
-            reports = store.reports(trusted)
-            store.close()
+            # A damaged store (truncated, not SQLite, another schema, a report whose message is gone)
+            # was a traceback and exit 1, the gate's "not promoted" (adversarial review): now exit 2.
+            try:
+                store = FeedbackStore(args.feedback)
+                try:
+                    reports = store.reports(trusted)
+                finally:
+                    store.close()
+            except sqlite3.Error as exc:
+                raise CorpusError(f"--feedback {args.feedback}: unusable feedback store: {exc}") from exc
             corpora.append(
                 {
                     **corpus_summary(f"feedback:{args.feedback.name}", [x.message for x in reports]),

@@ -284,7 +284,11 @@ class FeedbackStore:
         out = []
         with self._lock:
             for digest, (label, rid, reporter, trust) in sorted(standing.items(), key=lambda kv: kv[1][1]):
-                (raw,) = self._db.execute("SELECT raw FROM messages WHERE sha256 = ?", (digest,)).fetchone()
+                row = self._db.execute("SELECT raw FROM messages WHERE sha256 = ?", (digest,)).fetchone()
+                if row is None or not isinstance(row[0], bytes):
+                    # Only a damaged or hand-edited store: add() writes both rows in one transaction.
+                    raise sqlite3.DatabaseError(f"report {rid}: message {digest} is missing or not bytes")
+                (raw,) = row
                 msg = LabelledMessage(1 if label == "spam" else 0, bytes(raw), f"feedback:{digest}", rid)
                 out.append(Report(msg, reporter, trust))
         return out

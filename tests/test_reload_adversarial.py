@@ -287,3 +287,32 @@ def test_a_deleted_then_recreated_list_file_keeps_then_takes(tmp_path: Path) -> 
     (tmp_path / "senders.txt").write_bytes(b"bbb@evil.example\n")
     assert holder.reload().reloaded  # one failure does not stop later reloads
     assert holder.current().block.senders == {"bbb@evil.example"}
+
+
+def test_a_list_file_still_being_written_in_place_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewritten in place and read when the writer stood at a line end, half a block list parsed
+    and was taken (2 of 400 reloads in a probe of 4 KB writes). The writer goes on while the file
+    is parsed: the change is seen, the reload refused, the previous list kept."""
+    import spamgate.service.policy.policy_file as policy_file
+
+    full = _entries(200, "x")
+    path = _policy(tmp_path, full)
+    holder = PolicyHolder(path)
+    half = full[: full.index(b"x100@")]
+    (tmp_path / "senders.txt").write_bytes(half)  # the writer truncated and wrote the first half
+    real = policy_file.cut_short
+
+    def writer_goes_on(p: Path, data: bytes) -> str | None:
+        if p.name == "senders.txt":
+            with open(p, "ab") as f:
+                f.write(full[len(half) :])
+        return real(p, data)
+
+    monkeypatch.setattr(policy_file, "cut_short", writer_goes_on)
+    result = holder.reload()
+    assert not result.reloaded and "changed while it was being read" in result.errors[0], result.errors
+    assert len(holder.current().block.senders) == 200
+    monkeypatch.setattr(policy_file, "cut_short", real)
+    assert holder.reload().reloaded and len(holder.current().block.senders) == 200

@@ -14,6 +14,7 @@ from spamgate.model.artifact import Artifact, load_artifact
 from spamgate.model.bundled import bundled_model_path
 from spamgate.model.features import FeatureConfig
 from spamgate.service.api.client import SpamGateClient
+from spamgate.service.lifecycle.model_registry import ModelRegistry
 from spamgate.service.scoring.model_holder import ModelHolder
 from spamgate.training.fit import TrainConfig
 from spamgate.training.train import CorpusSpec, train
@@ -95,3 +96,29 @@ def serve_with_policy(
     finally:
         client.close()
         running.stop(0).wait()
+
+
+# A site learning from its reports (tests/test_site_learning.py, tests/test_feedback_adversarial.py):
+# small features and three calibration folds keep a retrain under a few seconds.
+SITE_FEATURES = FeatureConfig(n_bits=14)
+SITE_TRAINING = TrainConfig(cv_folds=3)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A registry with an active model trained on a generated base corpus, and that corpus."""
+    root = tmp_path_factory.mktemp("site")
+    base = write_corpus(root / "base", 400, seed=41)
+    reg = root / "models"
+    train(
+        [CorpusSpec(str(base), "dir")],
+        reg,
+        SITE_FEATURES,
+        SITE_TRAINING,
+        n_jobs=1,
+        progress=False,
+        command="pytest",
+    )
+    (version,) = ModelRegistry(reg).versions()
+    ModelRegistry(reg).activate(version)
+    return reg, base, version

@@ -23,22 +23,8 @@ from spamgate.training.corpora import read_corpus
 from spamgate.training.featurize import featurize
 from spamgate.training.reports import gate_split
 from spamgate.training.retrain import EXIT_HELD, GateConfig, retrain
-from spamgate.training.train import CorpusSpec, train
-from tests.conftest import write_corpus
 from tests.mail import generated_corpus, make
 from tests.test_site_learning import FAST, SMALL
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """A registry with an active model trained on a generated base corpus, and that corpus."""
-    root = tmp_path_factory.mktemp("site")
-    base = write_corpus(root / "base", 400, seed=41)
-    reg = root / "models"
-    train([CorpusSpec(str(base), "dir")], reg, SMALL, FAST, n_jobs=1, progress=False, command="pytest")
-    (version,) = ModelRegistry(reg).versions()
-    ModelRegistry(reg).activate(version)
-    return reg, base, version
 
 
 def _decision(out: str) -> dict[str, Any]:

@@ -17,21 +17,19 @@ import numpy as np
 import pytest
 
 from spamgate.model.artifact import ArtifactError, load_artifact
-from spamgate.model.features import FeatureConfig
 from spamgate.model.labelled import LabelledMessage, Report
 from spamgate.model.training_filter import TRAINING_DIGESTS, contains, load_training_filter, message_keys
 from spamgate.service.cli.main import main
 from spamgate.service.lifecycle.feedback_store import FeedbackStore
 from spamgate.service.lifecycle.model_registry import ModelRegistry
-from spamgate.training.fit import TrainConfig, fit
+from spamgate.training.fit import fit
 from spamgate.training.reports import gate_split
 from spamgate.training.retrain import ADAPTS, EXIT_HELD, GateConfig, retrain
-from spamgate.training.train import CorpusSpec, train
-from tests.conftest import write_corpus
+from tests.conftest import SITE_FEATURES, SITE_TRAINING
 from tests.mail import generated_corpus, make
 
-SMALL = FeatureConfig(n_bits=14)
-FAST = TrainConfig(cv_folds=3)
+SMALL = SITE_FEATURES
+FAST = SITE_TRAINING
 
 
 def _msgs(n: int, seed: int, flip: bool = False, start: float = 0.0) -> list[LabelledMessage]:
@@ -106,16 +104,6 @@ def test_sample_weight_moves_the_fit_and_bad_weights_are_refused() -> None:
         fit(X, y, FAST, n_jobs=1, sample_weight=np.zeros(len(y)))
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """A registry with an active model trained on generated mail, and that base corpus."""
-    root = tmp_path_factory.mktemp("site")
-    base = write_corpus(root / "base", 400, seed=41)
-    reg = root / "models"
-    train([CorpusSpec(str(base), "dir")], reg, SMALL, FAST, n_jobs=1, progress=False, command="pytest")
-    (version,) = ModelRegistry(reg).versions()
-    ModelRegistry(reg).activate(version)
-    return reg, base, version
 
 
 def test_poisoning_replay_is_held(

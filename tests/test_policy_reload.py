@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +203,35 @@ def test_sighup_refuses_an_emptied_or_cut_short_file(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def test_a_refused_reload_shows_in_the_metrics(small_model: Artifact, tmp_path: Path) -> None:
+    """The previous policy keeps serving after a refused reload, so only a metric tells monitoring the
+    edit is not in force (reload review: only the log and GetPolicy did)."""
+    from spamgate.service.api.server import start_server
+    from spamgate.service.runtime.config import load_config, with_server
+
+    path = write_good(tmp_path)
+    assert small_model.path is not None
+    overrides: dict[str, dict[str, Any]] = {
+        "metrics": {"port": 0},
+        "policy": {"file": str(path)},
+        "model": {"path": str(small_model.path)},
+    }
+    running = start_server(with_server(load_config(None, overrides), port=0))
+    try:
+        reg = running.engine.metrics.registry
+
+        def sample(name: str, **labels: str) -> float | None:
+            return reg.get_sample_value(name, labels)
+
+        path.write_bytes(BAD_POLICIES["empty"][0])
+        assert not running.engine.policies.reload().reloaded
+        assert sample("spamgate_policy_reload_refused") == 1.0
+        assert sample("spamgate_policy_reloads_total", result="refused") == 1.0
+        path.write_text(GOOD)
+        assert running.engine.policies.reload().reloaded
+        assert sample("spamgate_policy_reload_refused") == 0.0
+        assert sample("spamgate_policy_reloads_total", result="applied") == 1.0
+    finally:
+        running.stop(0).wait()

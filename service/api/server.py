@@ -249,6 +249,7 @@ def start_server(
     holder = holder or ModelHolder(cfg.limits)
     metrics = metrics or ServiceMetrics()
     policies = policies or PolicyHolder(Path(cfg.policy.file) if cfg.policy.file else None)
+    policies.observe(metrics.policy_reloaded)
     verify = signature_check(cfg.model.public_key) if cfg.model.public_key else None
     if verify is not None and holder.verify is None:
         holder.verify = verify

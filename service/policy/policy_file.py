@@ -18,6 +18,7 @@ import re
 import stat
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -632,9 +633,14 @@ class PolicyHolder:
         self._state = threading.Lock()  # guards _running / _pending (never held while reading files)
         self._running = False
         self._pending = False
+        self._observers: list[Callable[[bool], None]] = []
 
     def current(self) -> Policy:
         return self._policy
+
+    def observe(self, fn: Callable[[bool], None]) -> None:
+        """Call ``fn(applied)`` after every reload of the file (the server counts them in its metrics)."""
+        self._observers.append(fn)
 
     def reload(self) -> ReloadResult:
         """Re-read the policy file; on any error keep the previous policy and report why.
@@ -681,9 +687,18 @@ class PolicyHolder:
                     "policy reload rejected, previous policy kept",
                     extra={"path": str(self.path), "errors": exc.errors, "kept": self._policy.version},
                 )
+                self._notify(False)
                 return ReloadResult(False, self._policy.version, exc.errors)
             self._policy = new
             self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
             self.last_errors = []
             log.info("policy reloaded", extra={"path": str(self.path), "version": new.version})
+            self._notify(True)
             return ReloadResult(True, new.version)
+
+    def _notify(self, applied: bool) -> None:
+        for fn in self._observers:
+            try:
+                fn(applied)
+            except Exception:  # a metric must never decide whether a policy is applied
+                log.exception("policy reload observer failed")

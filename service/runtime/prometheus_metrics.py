@@ -43,6 +43,20 @@ class ServiceMetrics:
             "Verdicts on messages mostly unlike the training mail (ClassifyResponse.unfamiliar)",
             registry=r,
         )
+        # A policy reload that was refused keeps the previous policy serving, so nothing else shows an
+        # admin that the edit they made is not in force (reload review: only the log and GetPolicy did).
+        self.policy_reloads = Counter(
+            "spamgate_policy_reloads",
+            "Policy file reloads, by result (applied; refused: the previous policy kept)",
+            ["result"],
+            registry=r,
+        )
+        self.policy_reload_refused = Gauge(
+            "spamgate_policy_reload_refused",
+            "1 while the last policy reload was refused and the previous policy serves, else 0",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self.model = Info("spamgate_model", "The active model", registry=r)
         # The same as a gauge, which prometheus-client also aggregates across worker
         # processes (serve --processes N); Info metrics are single-process only.
@@ -61,6 +75,10 @@ class ServiceMetrics:
             self.model_loaded.labels(*self._active).set(0)
         self.model_loaded.labels(version, feature_version).set(1)
         self._active = (version, feature_version)
+
+    def policy_reloaded(self, applied: bool) -> None:
+        self.policy_reloads.labels("applied" if applied else "refused").inc()
+        self.policy_reload_refused.set(0 if applied else 1)
 
     def serve_http(self, address: str, port: int) -> int:
         """Start the /metrics endpoint in a daemon thread; returns the bound port."""

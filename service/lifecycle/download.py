@@ -13,6 +13,15 @@ every read in time, so it stalled a pull forever (issue 16). The body is read
 with ``read1`` (one receive per call, not "until 1 MiB arrived") and the
 deadline checked after each; the socket timeout is cut to the time left, so a
 silent server is given up at the deadline too.
+
+Checks between reads are not enough: ``urlopen`` reads the status line and up
+to 100 header lines of 64 KiB each, and one ``read1`` of a chunked body reads
+a chunk-size line of up to 64 KiB and then trailer lines with no limit on
+their number, all without returning. A server dripping header bytes, or
+sending an endless trailer, held a pull with ``--timeout 1`` for as long as it
+kept sending (adversarial review; tests/test_pull_adversarial.py). So every
+HTTP read also has a ``_Watchdog``: at the deadline it shuts down the read's
+connections, and whatever http.client is blocked in returns at once.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ import contextlib
 import hashlib
 import http.client
 import os
+import socket
 import stat
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -29,7 +40,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from spamgate.model.errors import DataError
 
@@ -56,6 +67,84 @@ class _Readable(Protocol):
     def read1(self, n: int = ..., /) -> bytes: ...
 
 
+class _Watchdog:
+    """Shuts down every connection of one read when its deadline passes (None: never).
+
+    It keeps a ``dup`` of each connected socket: shutdown(2) acts on the connection, not the
+    descriptor, so it also stops a TLS socket wrapped around the original (whose own descriptor
+    object is detached by the wrapping), and a dup of our own cannot be closed and its number
+    reused under us before ``__exit__`` closes it.
+    """
+
+    def __init__(self, deadline: Deadline | None) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = None if deadline is None else threading.Timer(max(0.0, deadline.left()), self._fire)
+
+    def __enter__(self) -> _Watchdog:
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            for s in self._socks:
+                s.close()
+            self._socks.clear()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for s in self._socks:
+                _shutdown(s)
+
+    def connect(self, *args: Any, **kwargs: Any) -> socket.socket:
+        """``socket.create_connection``, watched (a connection made after the deadline is cut at once)."""
+        sock = socket.create_connection(*args, **kwargs)
+        with self._lock:
+            self._socks.append(sock.dup())
+            if self.fired:
+                _shutdown(self._socks[-1])
+        return sock
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """The default opener, but every HTTP(S) connection it makes is watched."""
+        return urllib.request.build_opener(_WatchedHTTP(self), _WatchedHTTPS(self))
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watched(urllib.request.AbstractHTTPHandler):
+    watchdog: _Watchdog
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **http_conn_args: Any) -> Any:
+        def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+            conn = http_class(*args, **kwargs)
+            conn._create_connection = self.watchdog.connect  # what connect() opens its socket with
+            return conn
+
+        return super().do_open(connection, req, **http_conn_args)
+
+
+class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self.watchdog = watchdog
+
+
+class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self.watchdog = watchdog
+
+
 def is_http(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
@@ -68,7 +157,9 @@ def location(source: str, rel: str) -> str:
 
 
 @contextlib.contextmanager
-def _open(source: str, rel: str, cap: int, deadline: Deadline | None) -> Iterator[_Readable]:
+def _open(
+    source: str, rel: str, cap: int, deadline: Deadline | None, watchdog: _Watchdog
+) -> Iterator[_Readable]:
     where = location(source, rel)
     if not is_http(source):
         # O_NONBLOCK: opening a FIFO planted in the folder must not hang; a regular file ignores it.
@@ -87,16 +178,16 @@ def _open(source: str, rel: str, cap: int, deadline: Deadline | None) -> Iterato
     scheme = urllib.parse.urlsplit(source).scheme
     req = urllib.request.Request(where, headers={"Accept-Encoding": "identity"})
     try:
-        resp = urllib.request.urlopen(req, timeout=_socket_timeout(deadline))
+        resp = watchdog.opener().open(req, timeout=_socket_timeout(deadline))
     except urllib.error.HTTPError as exc:
         exc.close()
         raise FetchError(f"{where}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
-        if deadline is not None and deadline.left() <= 0:
+        if deadline is not None and (watchdog.fired or deadline.left() <= 0):
             raise FetchError(f"{where}: no answer by {deadline.why}; abandoned") from exc
         raise FetchError(f"{where}: {exc.reason}") from exc
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        if deadline is not None and deadline.left() <= 0:  # a timeout reading the status line
+        if deadline is not None and (watchdog.fired or deadline.left() <= 0):  # reading the status line
             raise FetchError(f"{where}: no answer by {deadline.why}; abandoned") from exc
         raise FetchError(f"{where}: {exc}") from exc
     with resp:
@@ -126,15 +217,16 @@ def _stream(
     h = hashlib.sha256()
     n = 0
     start = time.monotonic()
-    with _open(source, rel, cap, deadline) as f:
+    with _Watchdog(deadline) as watchdog, _open(source, rel, cap, deadline, watchdog) as f:
         while True:
             try:
                 chunk = f.read1(min(_CHUNK, cap + 1 - n))
             except (OSError, http.client.HTTPException) as exc:  # a socket timeout is an OSError
-                if deadline is not None and deadline.left() <= 0:
+                if deadline is not None and (watchdog.fired or deadline.left() <= 0):
                     raise _late(where, n, start, deadline) from exc
                 raise FetchError(f"{where}: read failed after {n} bytes: {exc}") from exc
-            if chunk and deadline is not None and deadline.left() < 0:
+            if deadline is not None and (watchdog.fired or (chunk and deadline.left() < 0)):
+                # fired: the end seen may be the shutdown's, not the server's
                 raise _late(where, n + len(chunk), start, deadline)
             if not chunk:
                 break

@@ -7,8 +7,13 @@ attack and what it meets. Versions are copies of the session's small model (``te
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +27,7 @@ from spamgate.model.signing import generate_keypair
 from spamgate.service.cli.main import main
 from spamgate.service.lifecycle.model_registry import ModelRegistry
 from spamgate.service.lifecycle.ship_index import INDEX
-from spamgate.service.lifecycle.shipping import publish
+from spamgate.service.lifecycle.shipping import publish, pull
 from tests.test_shipping import leftovers, version
 
 Keys = tuple[Path, Path]
@@ -53,6 +58,11 @@ def _send(sock: socket.socket, data: bytes) -> bool:
     except OSError:
         return False
     return True
+
+
+def sends(sock: socket.socket, data: bytes) -> None:
+    """A handler's one answer."""
+    _send(sock, data)
 
 
 @pytest.fixture()
@@ -171,3 +181,205 @@ def test_a_dripped_chunk_size_line_is_given_up_at_the_timeout(
     assert time.monotonic() - start < 5
     assert "weights.npz" in one_line_error(capsys)
     assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+
+
+# 2. names: nothing the server says can put a file outside a staging folder, or replace a version
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/x", "a\x00b", "a\\b", "..", ".x", "a/b", "x" * 200])
+def test_an_index_file_name_that_is_a_path_is_refused_before_any_fetch(
+    tmp_path: Path, small_model: Artifact, mirror: Mirror, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(version(small_model, tmp_path, "v1"), mirror.root)
+    doc = json.loads((mirror.root / INDEX).read_bytes())
+    doc["versions"]["v1"]["files"][name] = {"size": 1, "sha256": "0" * 64}
+    (mirror.root / INDEX).write_text(json.dumps(doc))
+    gw = tmp_path / "gw"
+    assert cli_pull(mirror.url, gw, "--allow-unsigned") == 1
+    assert "invalid file name" in one_line_error(capsys)
+    assert mirror.requests == [INDEX] and not gw.exists()
+
+
+def test_a_manifest_listing_a_path_is_refused_without_a_key(
+    tmp_path: Path, small_model: Artifact, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An old-format index (no hashes) and a manifest listing '../../x': the manifest's names are checked."""
+    v1 = version(small_model, mirror.root, "v1")
+    manifest = json.loads((v1 / "manifest.json").read_text())
+    manifest["files"]["../../escaped"] = "0" * 64
+    (v1 / "manifest.json").write_text(json.dumps(manifest))
+    (mirror.root / INDEX).write_text(json.dumps({"versions": ["v1"]}))
+    gw = tmp_path / "gw"
+    assert cli_pull(mirror.url, gw, "--allow-unsigned") == 1
+    assert "not a list of plain file names" in one_line_error(capsys)
+    assert not (tmp_path / "escaped").exists() and not any(r.endswith("escaped") for r in mirror.requests)
+    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+
+
+def test_a_version_already_here_is_never_fetched_again_nor_replaced(
+    tmp_path: Path, small_model: Artifact, mirror: Mirror
+) -> None:
+    publish(version(small_model, tmp_path, "v1"), mirror.root)
+    gw = tmp_path / "gw"
+    assert pull(mirror.url, ModelRegistry(gw), allow_unsigned=True).new == ["v1"]
+    before = (gw / "v1" / "weights.npz").read_bytes()
+    # the mirror now offers other weights under the same name, with a matching index
+    (mirror.root / "v1" / "weights.npz").write_bytes(b"other weights")
+    doc = json.loads((mirror.root / INDEX).read_bytes())
+    doc["versions"]["v1"]["files"]["weights.npz"] = {
+        "size": 13,
+        "sha256": hashlib.sha256(b"other weights").hexdigest(),
+    }
+    (mirror.root / INDEX).write_text(json.dumps(doc))
+    mirror.requests.clear()
+    assert pull(mirror.url, ModelRegistry(gw), allow_unsigned=True).new == []
+    assert mirror.requests == [INDEX] and (gw / "v1" / "weights.npz").read_bytes() == before
+
+
+def test_a_pull_killed_mid_file_leaves_no_version(tmp_path: Path, small_model: Artifact) -> None:
+    """SIGKILL while the weights arrive: the staging folder is dot-named, never a version, never active."""
+    dist = tmp_path / "dist"
+    publish(version(small_model, tmp_path, "v1"), dist)
+    gw = tmp_path / "gw"
+    script = (
+        "import sys, time\n"
+        "from spamgate.service.lifecycle import download\n"
+        "real = download._stream\n"
+        "def stall(source, rel, *a, **k):\n"
+        "    out = real(source, rel, *a, **k)\n"
+        "    if rel.endswith('weights.npz'):\n"
+        "        print('staged', flush=True); time.sleep(60)\n"
+        "    return out\n"
+        "download._stream = stall\n"
+        "from spamgate.service.lifecycle.model_registry import ModelRegistry\n"
+        "from spamgate.service.lifecycle.shipping import pull\n"
+        f"pull({str(dist)!r}, ModelRegistry({str(gw)!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "staged\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    # the staging folder, and the index's sequence (remembered before fetching), only
+    assert sorted(p.name.split("-")[0] for p in gw.iterdir()) == [".pull", "PULL_STATE"]
+    assert ModelRegistry(gw).versions() == [] and ModelRegistry(gw).active() is None
+    assert ModelRegistry(gw).invalid_entries() == []
+    assert pull(str(dist), ModelRegistry(gw)).new == ["v1"]  # the next pull starts over
+
+
+# 3. what the server sends instead of the file
+
+
+def test_a_body_longer_than_the_index_says_without_content_length_stops_at_the_size(
+    tmp_path: Path, small_model: Artifact, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(version(small_model, tmp_path, "v1"), mirror.root)
+    stated = (mirror.root / "v1" / "weights.npz").stat().st_size
+    sent = []
+
+    def endless_body(sock: socket.socket) -> None:
+        _send(sock, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        piece = b"x" * 65536
+        for _ in range(10_000):  # 640 MB if nobody stops reading
+            if not _send(sock, b"%x\r\n%s\r\n" % (len(piece), piece)):
+                return
+            sent.append(len(piece))
+
+    mirror.special["v1/weights.npz"] = endless_body
+    gw = tmp_path / "gw"
+    assert cli_pull(mirror.url, gw, "--allow-unsigned") == 1
+    assert f"more than the cap of {stated} bytes" in one_line_error(capsys)
+    time.sleep(0.2)
+    assert sum(sent) < 16 * 1024 * 1024  # what the socket buffers took, not 640 MB
+    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+
+
+def test_a_gzip_bomb_is_read_as_the_compressed_bytes_it_is(
+    tmp_path: Path, small_model: Artifact, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Content-Encoding is never decoded (Accept-Encoding: identity, and urllib does not decode):
+    100 MB of zeros in 100 KB of gzip is 100 KB that fail the index's hash."""
+    publish(version(small_model, tmp_path, "v1"), mirror.root)
+    bomb = gzip.compress(b"\0" * (100 * 1024 * 1024), compresslevel=9)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+    for name in (INDEX, "v1/weights.npz"):
+        mirror.special[name] = lambda sock: sends(sock, answer + bomb)
+    gw = tmp_path / "gw"
+    assert cli_pull(mirror.url, gw, "--allow-unsigned") == 1
+    assert "index.json: not valid JSON" in one_line_error(capsys)
+    del mirror.special[INDEX]
+    assert cli_pull(mirror.url, gw, "--allow-unsigned") == 1
+    err = one_line_error(capsys)
+    assert "weights.npz" in err and ("over the cap" in err or "sha256" in err), err
+    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+
+
+def test_an_html_error_page_with_200_is_a_one_line_error(
+    tmp_path: Path, small_model: Artifact, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(version(small_model, tmp_path, "v1"), mirror.root)
+    page = b"<html><body>502 Bad Gateway</body></html>"
+    html = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page)
+    gw = tmp_path / "gw"
+    for name, says in ((INDEX, "not valid JSON"), ("v1/manifest.json", "sha256")):
+        mirror.special = {name: lambda sock: sends(sock, html)}
+        assert cli_pull(mirror.url, gw, "--allow-unsigned") == 1
+        assert says in one_line_error(capsys)
+    assert ModelRegistry(gw).versions() == [] and leftovers(gw) == []
+
+
+def test_an_index_over_1_mib_is_refused_unread(
+    tmp_path: Path, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {"format": "spamgate-index/2", "versions": {}, "padding": "x" * (1 << 20)}
+    (mirror.root / INDEX).write_text(json.dumps(doc))
+    assert cli_pull(mirror.url, tmp_path / "gw", "--allow-unsigned") == 1
+    assert "over the cap of 1048576" in one_line_error(capsys)
+
+
+def redirect(to: str) -> Handler:
+    answer = f"HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n".encode()
+    return lambda sock: sends(sock, answer)
+
+
+def test_redirects_loops_and_other_schemes_are_one_line_errors(
+    tmp_path: Path, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gw = tmp_path / "gw"
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"format": "spamgate-index/2", "versions": {}}))
+    for to, says in (
+        (mirror.url + INDEX, "redirect"),  # to itself
+        (f"file://{secret}", "redirect"),
+        ("ftp://127.0.0.1:9/index.json", "redirected to ftp://127.0.0.1:9/index.json; refused"),
+        ("data:,{}", "redirect"),
+    ):
+        mirror.special = {INDEX: redirect(to)}
+        assert cli_pull(mirror.url, gw, "--allow-unsigned", "--timeout", "5") == 1, to
+        assert says in one_line_error(capsys).lower(), to
+    assert not gw.exists()
+
+
+def test_a_redirect_to_ftp_is_refused_before_connecting(
+    tmp_path: Path, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """urllib follows http -> ftp; the check of the final URL came after the gateway had connected."""
+    connected = threading.Event()
+
+    class Ftp(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connected.set()
+            _send(self.request, b"220 ready\r\n")
+
+    ftp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Ftp)
+    threading.Thread(target=ftp.serve_forever, daemon=True).start()
+    try:
+        to = f"ftp://127.0.0.1:{ftp.server_address[1]}/index.json"
+        mirror.special = {INDEX: redirect(to)}
+        assert cli_pull(mirror.url, tmp_path / "gw", "--allow-unsigned", "--timeout", "5") == 1
+        assert f"redirected to {to}; refused" in one_line_error(capsys)
+        assert not connected.wait(0.2)
+    finally:
+        ftp.shutdown()
+        ftp.server_close()

@@ -113,7 +113,31 @@ class _Watchdog:
 
     def opener(self) -> urllib.request.OpenerDirector:
         """The default opener, but every HTTP(S) connection it makes is watched."""
-        return urllib.request.build_opener(_WatchedHTTP(self), _WatchedHTTPS(self))
+        return urllib.request.build_opener(_WatchedHTTP(self), _WatchedHTTPS(self), _Redirects())
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Refuse a redirect out of HTTP(S), or from https:// to http://, before following it.
+
+    Checking the final URL after ``urlopen`` came too late: a redirect to ``ftp://`` was followed
+    (urllib allows http, https and ftp) and the gateway connected to the host it named, outside the
+    watchdog, and failed with an empty reason (adversarial review).
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        old, new = urllib.parse.urlsplit(req.full_url).scheme, urllib.parse.urlsplit(newurl).scheme
+        if new not in ("http", "https") or (old == "https" and new != "https"):
+            fp.close()
+            raise FetchError(f"{req.full_url}: redirected to {newurl}; refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -179,9 +203,12 @@ def _open(
     req = urllib.request.Request(where, headers={"Accept-Encoding": "identity"})
     try:
         resp = watchdog.opener().open(req, timeout=_socket_timeout(deadline))
+    except FetchError:  # a redirect refused (_Redirects)
+        raise
     except urllib.error.HTTPError as exc:
         exc.close()
-        raise FetchError(f"{where}: HTTP {exc.code} {exc.reason}") from exc
+        # One line: urllib's reason for a redirect loop spans three ("...infinite loop.\nThe last 30x...").
+        raise FetchError(f"{where}: HTTP {exc.code} {' '.join(str(exc.reason).split())}") from exc
     except urllib.error.URLError as exc:
         if deadline is not None and (watchdog.fired or deadline.left() <= 0):
             raise FetchError(f"{where}: no answer by {deadline.why}; abandoned") from exc

@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from spamgate.model.artifact import Artifact
-from spamgate.model.signing import generate_keypair
+from spamgate.model.signing import generate_keypair, load_private_key
 from spamgate.service.cli.main import main
+from spamgate.service.lifecycle import ship_index
 from spamgate.service.lifecycle.model_registry import ModelRegistry
-from spamgate.service.lifecycle.ship_index import INDEX
+from spamgate.service.lifecycle.ship_index import INDEX, INDEX_SIGNATURE
 from spamgate.service.lifecycle.shipping import publish, pull
 from tests.test_shipping import leftovers, version
 
@@ -383,3 +384,57 @@ def test_a_redirect_to_ftp_is_refused_before_connecting(
     finally:
         ftp.shutdown()
         ftp.server_close()
+
+
+# 4. trust: with a key nothing unsigned runs; a failed pull changes nothing that serves
+
+
+def test_a_signed_index_offering_an_unsigned_version_activates_nothing(
+    tmp_path: Path, small_model: Artifact, keys: Keys, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The mirror has the publisher's key-signed index for v1, and slips in v2 (unsigned) as current:
+    it cannot re-sign the index, so it serves its own unsigned one; either way v1 stays active."""
+    priv, pub = keys
+    publish(version(small_model, tmp_path, "v1", priv), mirror.root, load_private_key(priv))
+    gw = tmp_path / "gw"
+    auto = ("--public-key", str(pub), "--activate", "auto")
+    assert cli_pull(mirror.url, gw, *auto) == 0 and ModelRegistry(gw).active() == "v1"
+    signed_index = (mirror.root / INDEX).read_bytes()
+    # an index listing v2 with the right hashes, signed by the mirror's own key
+    v2 = version(small_model, mirror.root, "v2")
+    doc = json.loads(signed_index)
+    doc["versions"]["v2"] = {
+        "files": {k: {"size": e.size, "sha256": e.sha256} for k, e in ship_index.folder_entry(v2).items()}
+    }
+    doc["current"], doc["sequence"] = "v2", doc["sequence"] + 1
+    raw = json.dumps(doc).encode()
+    other, _ = generate_keypair(tmp_path / "mirror-key")
+    (mirror.root / INDEX).write_bytes(raw)
+    (mirror.root / INDEX_SIGNATURE).write_bytes(ship_index.sign(raw, load_private_key(other)))
+    assert cli_pull(mirror.url, gw, *auto) == 1
+    assert "signature does not match" in one_line_error(capsys)
+    # and the same index truly signed by the publisher, but v2 itself unsigned: its manifest stops it
+    (mirror.root / INDEX_SIGNATURE).write_bytes(ship_index.sign(raw, load_private_key(priv)))
+    assert cli_pull(mirror.url, gw, *auto) == 1
+    assert f"{mirror.url}v2: unsigned (no signature.ed25519)" in one_line_error(capsys)
+    assert "v2/weights.npz" not in mirror.requests
+    assert ModelRegistry(gw).active() == "v1" and ModelRegistry(gw).versions() == ["v1"]
+    assert leftovers(gw) == []
+
+
+def test_a_failed_pull_leaves_the_active_version_serving(
+    tmp_path: Path, small_model: Artifact, keys: Keys, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    priv, pub = keys
+    key = load_private_key(priv)
+    publish(version(small_model, tmp_path, "v1", priv), mirror.root, key)
+    gw = tmp_path / "gw"
+    auto = ("--public-key", str(pub), "--activate", "auto")
+    assert cli_pull(mirror.url, gw, *auto) == 0
+    active_before = (gw / "ACTIVE").read_bytes()
+    publish(version(small_model, tmp_path, "v2", priv), mirror.root, key)
+    (mirror.root / "v2" / "weights.npz").write_bytes(b"truncated by the mirror")
+    assert cli_pull(mirror.url, gw, *auto) == 1
+    assert "sha256" in one_line_error(capsys)
+    assert (gw / "ACTIVE").read_bytes() == active_before and ModelRegistry(gw).load("v1").version == "v1"
+    assert ModelRegistry(gw).versions() == ["v1"] and leftovers(gw) == []

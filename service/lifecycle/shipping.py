@@ -457,7 +457,12 @@ def _stage(
             (tmp / SIGNATURE).unlink(missing_ok=True)  # legacy: unsigned versions are allowed (no key)
     if key is not None:
         # Before the large files: a forged version costs a manifest, not its weights.
-        verify_artifact(tmp, key)
+        try:
+            verify_artifact(tmp, key)
+        except SignatureError as exc:
+            # Named by where it came from: the staging folder (".pull-ocyw914j: unsigned") is gone
+            # by the time the operator reads the message, and named no version (pull review).
+            raise ShippingError(str(exc).replace(str(tmp), location(source, version))) from exc
     for name in sorted(listed):
         get(name, files[name] if files else None, min(FILE_MAX_BYTES, budget.left))
 

@@ -262,8 +262,8 @@ def test_a_pull_killed_mid_file_leaves_no_version(tmp_path: Path, small_model: A
     finally:
         proc.kill()
         proc.wait()
-    # the staging folder, and the index's sequence (remembered before fetching), only
-    assert sorted(p.name.split("-")[0] for p in gw.iterdir()) == [".pull", "PULL_STATE"]
+    # the staging folder only (an unsigned index's sequence is not remembered: pull_state)
+    assert sorted(p.name.split("-")[0] for p in gw.iterdir()) == [".pull"]
     assert ModelRegistry(gw).versions() == [] and ModelRegistry(gw).active() is None
     assert ModelRegistry(gw).invalid_entries() == []
     assert pull(str(dist), ModelRegistry(gw)).new == ["v1"]  # the next pull starts over
@@ -438,3 +438,25 @@ def test_a_failed_pull_leaves_the_active_version_serving(
     assert "sha256" in one_line_error(capsys)
     assert (gw / "ACTIVE").read_bytes() == active_before and ModelRegistry(gw).load("v1").version == "v1"
     assert ModelRegistry(gw).versions() == ["v1"] and leftovers(gw) == []
+
+
+def test_an_unsigned_pull_cannot_poison_the_state_signed_pulls_keep(
+    tmp_path: Path, small_model: Artifact, keys: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pull without --public-key from an untrusted folder saved its sequence (10**100) and withdrawn
+    list in PULL_STATE; every signed pull from the publisher was then refused as "older than the last
+    accepted here" until the file was deleted."""
+    priv, pub = keys
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    publish(version(small_model, tmp_path, "v1", priv), real, load_private_key(priv))
+    publish(version(small_model, tmp_path, "v0"), fake, None)
+    doc = json.loads((fake / INDEX).read_bytes())
+    doc["sequence"], doc["withdrawn"] = 10**100, ["v1"]
+    (fake / INDEX).write_text(json.dumps(doc))
+    gw = tmp_path / "gw"
+    assert main(["models", "pull", "--from", str(fake), "--registry", str(gw)]) == 0
+    capsys.readouterr()
+    signed = ["--public-key", str(pub), "--activate", "auto"]
+    rc = main(["models", "pull", "--from", str(real), "--registry", str(gw), *signed])
+    assert rc == 0, capsys.readouterr()
+    assert ModelRegistry(gw).active() == "v1"

@@ -317,7 +317,12 @@ def pull(
         before = pull_state.load(registry.root)
         pull_state.check(index, before, where)
         state = before.after(index)
-        if state != before:  # remembered before fetching: a failed fetch keeps what the index said
+        # Remembered before fetching (a failed fetch keeps what the index said), and only what a signed
+        # index said: a pull without --public-key from a mirror that wrote sequence 10**100 (or listed
+        # the real versions as withdrawn) made every later signed pull from the publisher fail as
+        # "older than the last accepted here" until PULL_STATE was deleted (pull review). An unsigned
+        # index is still checked against the signed state and its own withdrawn list applies to it.
+        if public_key is not None and state != before:
             pull_state.save(registry.root, state)
         have = set(registry.versions())
         todo = [v for v in sorted(index.versions) if v not in have]

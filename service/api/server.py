@@ -85,7 +85,7 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
             for request in request_iterator:
                 self.streams.touch(ticket, busy=True)
                 try:
-                    yield verdict_to_proto(
+                    answer = verdict_to_proto(
                         self.engine.classify(
                             request_from_proto(request), "ClassifyStream", context.time_remaining()
                         )
@@ -95,8 +95,11 @@ class SpamGateServicer(pb_grpc.SpamGateServicer):
                         context.abort(status_code(exc), exc.message)
                     cid = request.correlation_id  # echoed only within its cap
                     cid = cid if len(cid) <= FIELD_LIMITS["correlation_id"] else ""
-                    yield pb.ClassifyResponse(correlation_id=cid, error=exc.message)
+                    answer = pb.ClassifyResponse(correlation_id=cid, error=exc.message)
+                # Not busy while the answer waits for the client to read it: a client that never
+                # reads blocks this yield, and as "busy" it held the thread until stream_max_seconds.
                 self.streams.touch(ticket, busy=False)
+                yield answer
         except grpc.RpcError:
             return  # cancelled (by the client, or by the watchdog with its reason): nobody to answer
         finally:
@@ -255,6 +258,10 @@ def start_server(
         holder.verify = verify
     registry = ModelRegistry(cfg.model.registry, verify) if cfg.model.registry else None
     watcher = RegistryWatcher(registry, holder, cfg.model.watch_seconds) if registry else None
+    s = cfg.server
+    streams = StreamGuard(
+        StreamLimits(s.stream_idle_seconds, s.stream_max_seconds, s.max_streams_per_peer, s.stream_cap)
+    )
     engine = Engine(
         holder,
         policies,
@@ -283,6 +290,9 @@ def start_server(
                 cfg.budget.cpu_budget_ms,
                 init=scoring_init,
                 max_waiting=max(1, cfg.server.workers - 2),
+                # Scoring, waiting, or an open stream between requests: 2 RPC threads stay free.
+                max_callers=max(1, cfg.server.workers - 2),
+                threads_held=streams.waiting_count,
             )
             if cfg.budget.cpu_budget_ms
             else None
@@ -308,10 +318,6 @@ def start_server(
         options=options,
         maximum_concurrent_rpcs=cfg.server.max_concurrent_rpcs,
         interceptors=[access],
-    )
-    s = cfg.server
-    streams = StreamGuard(
-        StreamLimits(s.stream_idle_seconds, s.stream_max_seconds, s.max_streams_per_peer, s.stream_cap)
     )
     pb_grpc.add_SpamGateServicer_to_server(SpamGateServicer(engine, streams), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -79,6 +79,11 @@ class StreamGuard:
         with self._cond:
             return sum(1 for s in self._streams.values() if peer is None or s.peer == peer)
 
+    def waiting_count(self) -> int:
+        """Open streams not answering a request now: each holds an RPC thread outside the scoring pool."""
+        with self._cond:
+            return sum(1 for s in self._streams.values() if not s.busy)
+
     def admit(self, context: Any) -> tuple[int, str]:
         """(ticket, "") for an admitted stream, or (0, why) for one refused."""
         peer = peer_host(context.peer())

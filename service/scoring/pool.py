@@ -287,6 +287,8 @@ class ScoringPool:
         init: Callable[[], None] | None = None,
         queue_seconds: float = DEFAULT_QUEUE_SECONDS,
         max_waiting: int = 6,
+        max_callers: int = 0,
+        threads_held: Callable[[], int] | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
@@ -301,6 +303,17 @@ class ScoringPool:
         # threads, Health/Check took 9.5 s in the attack review).
         self.max_waiting = max_waiting
         self._waiting = 0
+        # Callers in the pool at once, scoring or waiting (0: no limit). Each holds an RPC thread
+        # too, and the wait limit alone did not count the callers holding a worker: with 2 workers
+        # and 8 threads, 2 scoring + 6 waiting took every thread, and with as many workers as
+        # threads (8 cores) no caller even waited. One caller flooding over-budget messages made
+        # Health/Check take p50 1.2 s, max 3.4 s (tests/test_server_adversarial.py).
+        self.max_callers = max_callers
+        self._callers = 0
+        # RPC threads held outside the pool that count against ``max_callers`` (the server's open
+        # streams waiting for their next request): a client's 2 idle streams (its per-peer quota)
+        # plus callers up to the cap again took every thread (Health p90 2.05 s, scratch probe).
+        self.threads_held = threads_held
         self._init = init
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(["spamgate.model.scoring", "spamgate.service.scoring.pool"])
@@ -438,6 +451,22 @@ class ScoringPool:
         """
         if self._closed:
             raise ScoringBusy("the scoring pool is closed")
+        held = self.threads_held() if self.max_callers and self.threads_held is not None else 0
+        with self._lock:
+            # One caller always gets in: open streams alone never refuse every Classify.
+            if self.max_callers and self._callers and self._callers + held >= self.max_callers:
+                raise ScoringBusy(
+                    f"{self._callers} requests are being scored or wait for a scoring worker already"
+                    + (f" and {held} open streams hold server threads" if held else "")
+                )
+            self._callers += 1
+        try:
+            return self._score(scorer, raw, top_k, time_remaining)
+        finally:
+            with self._lock:
+                self._callers -= 1
+
+    def _score(self, scorer: Scorer, raw: bytes, top_k: int, time_remaining: float | None) -> Score:
         start = time.monotonic()
         deadline = start + time_remaining if time_remaining is not None else None
         wait = self.queue_seconds if deadline is None else max(0.0, min(self.queue_seconds, deadline - start))

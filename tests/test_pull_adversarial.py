@@ -29,7 +29,7 @@ from spamgate.service.lifecycle import ship_index
 from spamgate.service.lifecycle.model_registry import ModelRegistry
 from spamgate.service.lifecycle.ship_index import INDEX, INDEX_SIGNATURE
 from spamgate.service.lifecycle.shipping import publish, pull
-from tests.test_shipping import leftovers, version
+from tests.test_shipping import cli_pull, leftovers, one_line_error, version
 
 Keys = tuple[Path, Path]
 # What a handler does with a request: write raw bytes to the socket (it may stop when the client leaves).
@@ -104,16 +104,6 @@ def mirror(tmp_path: Path) -> Iterator[Mirror]:
     yield site
     httpd.shutdown()
     httpd.server_close()
-
-
-def cli_pull(source: str, registry: Path, *extra: str) -> int:
-    return main(["models", "pull", "--from", source, "--registry", str(registry), *extra])
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 def for_at_most(seconds: float, sock: socket.socket, piece: bytes, every: float) -> None:

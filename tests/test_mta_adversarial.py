@@ -1,5 +1,5 @@
 """The MTA hooks against a hostile sender: headers the sender wrote under the names the hooks add, and
-the mbox "From " line a pipe filter is handed (adversarial review of service/mta, eighth session).
+the mbox "From " line a pipe filter is handed (adversarial review of service/mta, seventh session).
 
 A sender writes every byte of the message, so it can write ``X-Spam-Flag: NO``,
 ``X-Spam-Status: No, …`` or ``X-Spam-Original-Recipients: attacker@…`` itself. Through a real Postfix
@@ -275,3 +275,23 @@ def test_milter_tags_every_subject_field(monkeypatch: pytest.MonkeyPatch) -> Non
     assert int(mil.eom()) == Milter.ACCEPT
     changed = [c[1:] for c in mil.calls if c[0] == "chgheader" and c[3] is not None]
     assert changed == [("Subject", 1, "[SPAM] first"), ("Subject", 2, "[SPAM] second")]
+
+
+def test_many_subject_fields_are_tagged_in_linear_time() -> None:
+    """Each Subject was spliced into the whole header block in turn: 0.8 s for 40,000 Subject lines and
+    minutes for a 10 MB block of them. A growth ratio, not a time: four times the lines, at most eight
+    times the time (quadratic gave sixteen)."""
+    import time
+
+    def cost(n: int) -> float:
+        raw = b"From: a@example.org\n" + b"Subject: x\n" * n + b"\nbody\n"
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            out = rewrite_message(raw, TAG)
+            best = min(best, time.perf_counter() - start)
+        assert out.count(b"Subject: [SPAM] x\n") == n
+        return best
+
+    small, large = cost(20_000), cost(80_000)
+    assert large < 8 * small + 0.05, (small, large)

@@ -295,7 +295,7 @@ class SpamgateMilter(Milter.Base):
         ``smfi_addheader`` appends, and through a real Postfix a sender's ``X-Spam-Flag: NO``,
         ``X-Spam-Status: No, …`` and ``X-Spam-Original-Recipients: attacker@…`` stayed above the
         milter's own, where a reader of the first occurrence (Python's ``email``, a quarantine release
-        script) took the sender's (review of the MTA hooks, eighth session). From the last occurrence
+        script) took the sender's (review of the MTA hooks, seventh session). From the last occurrence
         down: deleting one never moves a lower index. The MTA matches names in any case. False, and
         nothing deleted, for more than ``MAX_DELETED_FIELDS`` or a name left uncounted.
         """

@@ -40,6 +40,8 @@ def is_configuration_refusal(code_name: str, details: str) -> bool:
     if code_name in CONFIGURATION_STATUSES:
         return True
     return code_name == "UNAVAILABLE" and _TLS_SETUP_FAILURE.search(details or "") is not None
+
+
 STATUS_HEADER = "X-Spam-Status"
 ORIGINAL_RCPT_HEADER = "X-Spam-Original-Recipients"
 REROUTE_HEADER = "X-Spam-Reroute-To"
@@ -134,7 +136,7 @@ def header_lines(headers: tuple[tuple[str, str], ...], line_end: bytes) -> bytes
 # A leading mbox "From " line (no colon: "From :" is the obsolete form of a From field). procmail hands
 # a filter the message with it; added headers written above it had procmail escape it as ">From", and
 # the mbox ran that message and the one before it together (formail -s counted 1 of 2; review of the
-# MTA hooks, eighth session).
+# MTA hooks, seventh session).
 _FROM_LINE = re.compile(rb"From (?![ \t]*:)[^\n]*\n")
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+")  # LF ends a line; a bare CR is part of it
 
@@ -161,7 +163,7 @@ def rewrite_message(raw: bytes, p: Plan) -> bytes:
     """The message with the plan's headers added in front and the subject tagged (pipe filters).
 
     Byte for byte the original otherwise: the added lines take the header block's line end, the tag
-    goes in front of the first Subject value of the header block (a ``Subject:`` line in the body is
+    goes in front of every Subject value of the header block (a ``Subject:`` line in the body is
     the body's), and with no Subject there, one is added as the header block's last line, after a line
     end of its own if the block has none (``To: b`` as the last bytes once became ``To: bSubject: …``).
     Fields of the header block named as an added header (or ``X-Spam-Reroute-To``) are the sender's
@@ -179,14 +181,21 @@ def rewrite_message(raw: bytes, p: Plan) -> bytes:
     head = without_fields(head, (*(n for n, _ in added), REROUTE_HEADER))
     if p.subject_tag:
         # Every Subject field of the header block (with two, a client that shows the second showed no
-        # tag: MTA attack review), last first so the earlier offsets hold.
-        found = list(_SUBJECT.finditer(head))
-        for m in reversed(found):
+        # tag: MTA attack review), in one pass: splicing each into the whole block in turn was
+        # quadratic, 0.8 s for 40,000 Subject lines and minutes for a 10 MB header block of them.
+        pieces: list[bytes] = []
+        done = 0
+        for m in _SUBJECT.finditer(head):
             nl = head.find(b"\n", m.end())
             stop = len(head) if nl < 0 else nl  # the value's first line (a CR before the LF stays in it)
             current = head[m.end() : stop].decode("utf-8", "surrogateescape")
-            new = tagged_subject(current, p.subject_tag).encode("utf-8", "surrogateescape")
-            head = head[: m.end()] + new + head[stop:]
+            pieces += (
+                head[done : m.end()],
+                tagged_subject(current, p.subject_tag).encode("utf-8", "surrogateescape"),
+            )
+            done = stop
+        found = bool(pieces)
+        head = b"".join(pieces) + head[done:]
         if not found:
             if head and not head.endswith(b"\n"):
                 head += le
